@@ -1,0 +1,338 @@
+//! Result cache in front of a [`Registry`]: a burst of identical lookups costs the registry
+//! one resolution, good answers live for minutes, definite negative ones for seconds (a tag
+//! pushed a moment ago must pass on retry), transient failures are never cached. The last
+//! good answer is kept apart, with its time, to stand in while the registry is failing.
+//!
+//! Entries are keyed by canonical reference *and* credential identity: an answer obtained
+//! with one tenant's credentials is never served to a caller with other credentials.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+
+use crate::credentials::Credential;
+use crate::metrics::Metrics;
+use crate::reference::ImageRef;
+use crate::registry::{Registry, RegistryError, Resolved};
+
+/// Sizes and lifetimes of the caches.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// How long a good resolution (tag → digest, platforms) is reused.
+    pub positive_ttl: Duration,
+    /// How long a definite negative answer (not found, unauthorized) is reused.
+    pub negative_ttl: Duration,
+    /// Most cached resolutions.
+    pub max_results: u64,
+    /// How long the last good answer may stand in for a failing registry.
+    pub stale_ttl: Duration,
+    /// Most last-good answers kept.
+    pub max_stale: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            positive_ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(10),
+            max_results: 100_000,
+            stale_ttl: Duration::from_secs(24 * 3600),
+            max_stale: 100_000,
+        }
+    }
+}
+
+/// (canonical reference, credential identity)
+type Key = (String, String);
+
+#[derive(Clone)]
+enum Entry {
+    Good(Resolved),
+    /// Only definite errors are stored.
+    Bad(RegistryError),
+}
+
+struct EntryExpiry {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl moka::Expiry<Key, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _: &Key, value: &Entry, _: Instant) -> Option<Duration> {
+        Some(match value {
+            Entry::Good(_) => self.positive,
+            Entry::Bad(_) => self.negative,
+        })
+    }
+}
+
+/// A good answer from before, standing in while the registry fails.
+#[derive(Clone, Debug)]
+pub struct Stale {
+    pub resolved: Resolved,
+    pub age: Duration,
+}
+
+/// One cached lookup.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    pub result: Result<Resolved, RegistryError>,
+    /// Set when `result` is a transient error and a last good answer exists.
+    pub stale: Option<Stale>,
+}
+
+pub struct CachedRegistry {
+    inner: Arc<dyn Registry>,
+    results: Cache<Key, Entry>,
+    last_good: Cache<Key, (Resolved, Instant)>,
+    metrics: Arc<Metrics>,
+}
+
+impl CachedRegistry {
+    pub fn new(inner: Arc<dyn Registry>, config: &CacheConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            results: Cache::builder()
+                .max_capacity(config.max_results)
+                .expire_after(EntryExpiry {
+                    positive: config.positive_ttl,
+                    negative: config.negative_ttl,
+                })
+                .build(),
+            last_good: Cache::builder()
+                .max_capacity(config.max_stale)
+                .time_to_live(config.stale_ttl)
+                .build(),
+            metrics,
+        }
+    }
+
+    /// Resolves through the cache. Concurrent identical lookups wait for one resolution.
+    pub async fn lookup(&self, image: &ImageRef, credential: Option<&Credential>) -> Lookup {
+        let key: Key = (
+            image.canonical(),
+            credential.map_or_else(|| "anonymous".into(), Credential::fingerprint),
+        );
+        if let Some(entry) = self.results.get(&key).await {
+            self.metrics.cache_event("result", "hit");
+            return Self::from_entry(entry);
+        }
+        let ran = AtomicBool::new(false);
+        let outcome = self
+            .results
+            .try_get_with(key.clone(), async {
+                ran.store(true, Ordering::Relaxed);
+                match self.inner.resolve(image, credential).await {
+                    Ok(r) => Ok(Entry::Good(r)),
+                    Err(e) if e.class().is_definite() => Ok(Entry::Bad(e)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        let ran = ran.load(Ordering::Relaxed);
+        self.metrics
+            .cache_event("result", if ran { "miss" } else { "coalesced" });
+        match outcome {
+            Ok(entry) => {
+                if let (true, Entry::Good(r)) = (ran, &entry) {
+                    self.last_good
+                        .insert(key, (r.clone(), Instant::now()))
+                        .await;
+                }
+                Self::from_entry(entry)
+            }
+            Err(err) => {
+                let stale = self.last_good.get(&key).await.map(|(resolved, at)| Stale {
+                    resolved,
+                    age: at.elapsed(),
+                });
+                if stale.is_some() {
+                    self.metrics.cache_event("result", "stale");
+                }
+                Lookup {
+                    result: Err((*err).clone()),
+                    stale,
+                }
+            }
+        }
+    }
+
+    fn from_entry(entry: Entry) -> Lookup {
+        Lookup {
+            result: match entry {
+                Entry::Good(r) => Ok(r),
+                Entry::Bad(e) => Err(e),
+            },
+            stale: None,
+        }
+    }
+
+    /// Entries currently cached (approximate; moka counts lazily).
+    pub fn len(&self) -> u64 {
+        self.results.entry_count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+    use crate::registry::{ImagePlatforms, Unreachable};
+    use async_trait::async_trait;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// A registry double answering from a script, counting calls, optionally slow.
+    struct Scripted {
+        calls: AtomicUsize,
+        answers: Mutex<Vec<Result<Resolved, RegistryError>>>,
+        delay: Duration,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Result<Resolved, RegistryError>>, delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                calls: AtomicUsize::new(0),
+                answers: Mutex::new(answers),
+                delay,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Registry for Scripted {
+        async fn resolve(
+            &self,
+            _: &ImageRef,
+            _: Option<&Credential>,
+        ) -> Result<Resolved, RegistryError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let mut answers = self.answers.lock().unwrap();
+            if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                answers[0].clone()
+            }
+        }
+    }
+
+    fn good(digest: &str) -> Result<Resolved, RegistryError> {
+        Ok(Resolved {
+            digest: digest.into(),
+            platforms: Arc::new(ImagePlatforms {
+                is_index: false,
+                platforms: vec![Platform::new("linux", "amd64", None)],
+            }),
+        })
+    }
+
+    fn down() -> Result<Resolved, RegistryError> {
+        Err(RegistryError::Unavailable {
+            host: "r.example".into(),
+            cause: Unreachable::Status(503),
+            detail: String::new(),
+        })
+    }
+
+    fn missing() -> Result<Resolved, RegistryError> {
+        Err(RegistryError::RepositoryNotFound {
+            registry: "r.example".into(),
+            repository: "x".into(),
+        })
+    }
+
+    fn cache(inner: Arc<Scripted>, config: CacheConfig) -> CachedRegistry {
+        CachedRegistry::new(inner, &config, Arc::new(Metrics::default()))
+    }
+
+    fn image() -> ImageRef {
+        ImageRef::parse("r.example/x:1").unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_lookups_resolve_once() {
+        let inner = Scripted::new(vec![good("sha256:a")], Duration::from_millis(50));
+        let c = Arc::new(cache(inner.clone(), CacheConfig::default()));
+        let img = image();
+        let all = futures::future::join_all((0..50).map(|_| c.lookup(&img, None))).await;
+        assert!(all.iter().all(|l| l.result.is_ok()));
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(c.metrics.cache_count("result", "miss"), 1);
+        assert_eq!(c.metrics.cache_count("result", "coalesced"), 49);
+    }
+
+    #[tokio::test]
+    async fn results_are_keyed_by_credentials() {
+        let inner = Scripted::new(vec![good("sha256:a")], Duration::ZERO);
+        let c = cache(inner.clone(), CacheConfig::default());
+        let a = Credential::new("a", "1");
+        let b = Credential::new("b", "2");
+        c.lookup(&image(), Some(&a)).await;
+        c.lookup(&image(), Some(&a)).await;
+        c.lookup(&image(), Some(&b)).await;
+        c.lookup(&image(), None).await;
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_not_cached_and_stale_is_offered() {
+        let inner = Scripted::new(vec![good("sha256:a"), down(), down()], Duration::ZERO);
+        let config = CacheConfig {
+            positive_ttl: Duration::from_millis(1),
+            ..CacheConfig::default()
+        };
+        let c = cache(inner.clone(), config);
+        assert!(c.lookup(&image(), None).await.result.is_ok());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let l = c.lookup(&image(), None).await;
+        assert!(l.result.is_err());
+        let stale = l.stale.expect("last good answer offered");
+        assert_eq!(stale.resolved.digest, "sha256:a");
+        assert!(stale.age >= Duration::from_millis(20));
+        c.lookup(&image(), None).await;
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 3, "errors not cached");
+    }
+
+    #[tokio::test]
+    async fn negative_answers_expire_quickly() {
+        let inner = Scripted::new(vec![missing(), good("sha256:b")], Duration::ZERO);
+        let config = CacheConfig {
+            negative_ttl: Duration::from_millis(30),
+            ..CacheConfig::default()
+        };
+        let c = cache(inner.clone(), config);
+        assert!(c.lookup(&image(), None).await.result.is_err());
+        assert!(c.lookup(&image(), None).await.result.is_err());
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            1,
+            "negative answer cached"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(c.lookup(&image(), None).await.result.is_ok());
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn bounded_by_configuration() {
+        let inner = Scripted::new(vec![good("sha256:a")], Duration::ZERO);
+        let config = CacheConfig {
+            max_results: 10,
+            ..CacheConfig::default()
+        };
+        let c = cache(inner, config);
+        for i in 0..100 {
+            let img = ImageRef::parse(&format!("r.example/x:{i}")).unwrap();
+            c.lookup(&img, None).await;
+        }
+        c.results.run_pending_tasks().await;
+        assert!(c.len() <= 10, "{} entries", c.len());
+    }
+}

@@ -1,0 +1,344 @@
+//! Checking images the way the kubelet will pull them: parse the reference, find the
+//! credentials the kubelet would use, try each against the registry (through the cache),
+//! and match the platforms — all inside a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::cache::{CachedRegistry, Stale};
+use crate::credentials::{Keyring, MatchedCredential};
+use crate::platform::{self, Platform};
+use crate::reference::ImageRef;
+use crate::registry::{
+    error::human_duration, AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved,
+};
+
+/// Why an image would not pull (or might not): the class the policy acts on, what is wrong
+/// in plain words, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub class: FindingClass,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// The verdict on one image.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageCheck {
+    /// The image as written in the manifest or on the command line.
+    pub image: String,
+    /// `domain/path[:tag][@digest]`, when the reference is valid.
+    pub canonical: Option<String>,
+    /// What the reference resolved to (a stale answer when the registry failed and one was
+    /// known).
+    pub resolved: Option<Resolved>,
+    pub finding: Option<Finding>,
+    /// Wanted platforms the image does not have while others are covered.
+    pub missing_platforms: Vec<Platform>,
+    /// The credential source that worked (`secret/regcred`), when one was used.
+    pub credential_source: Option<String>,
+    /// Age of the last good answer used while the registry fails.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+    pub stale_age: Option<Duration>,
+    /// Facts worth telling that are not findings.
+    pub notes: Vec<String>,
+}
+
+impl ImageCheck {
+    fn new(image: &str) -> Self {
+        Self {
+            image: image.to_string(),
+            canonical: None,
+            resolved: None,
+            finding: None,
+            missing_platforms: Vec::new(),
+            credential_source: None,
+            stale_age: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// `ok`, or the class of the finding.
+    pub fn verdict(&self) -> &'static str {
+        self.finding.as_ref().map_or("ok", |f| f.class.as_str())
+    }
+
+    /// The finding's class.
+    pub fn class(&self) -> Option<FindingClass> {
+        self.finding.as_ref().map(|f| f.class)
+    }
+}
+
+mod opt_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Where a check's credentials come from, for hints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// `pullcheck check` with `--docker-config`.
+    Cli,
+    /// An admission review: credentials come from pull secrets.
+    Cluster,
+}
+
+/// Checks images against registries through a shared cache.
+pub struct Checker {
+    registry: Arc<CachedRegistry>,
+    config: Arc<RegistryConfig>,
+}
+
+impl Checker {
+    pub fn new(registry: Arc<CachedRegistry>, config: Arc<RegistryConfig>) -> Self {
+        Self { registry, config }
+    }
+
+    /// Checks many images, at most `concurrency` at once, each inside `deadline`; results
+    /// in input order.
+    pub async fn check_all(
+        &self,
+        images: &[String],
+        keyring: &Keyring,
+        wanted: &[Platform],
+        context: Context,
+        deadline: Instant,
+        concurrency: usize,
+    ) -> Vec<ImageCheck> {
+        futures::stream::iter(images)
+            .map(|image| self.check(image, keyring, wanted, context, deadline))
+            .buffered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Checks one image as the kubelet would pull it; answers by `deadline` at the latest.
+    pub async fn check(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        wanted: &[Platform],
+        context: Context,
+        deadline: Instant,
+    ) -> ImageCheck {
+        let mut out = ImageCheck::new(image);
+        let reference = match ImageRef::parse(image) {
+            Ok(r) => r,
+            Err(e) => {
+                out.finding = Some(Finding {
+                    class: FindingClass::InvalidReference,
+                    message: format!("invalid image reference {image:?}: {e}"),
+                    hint: None,
+                });
+                return out;
+            }
+        };
+        if reference.domain().is_empty() {
+            // distribution accepts `a_b.c/d` as a path with no domain; nothing can pull it.
+            out.finding = Some(Finding {
+                class: FindingClass::InvalidReference,
+                message: format!("invalid image reference {image:?}: no usable registry host"),
+                hint: None,
+            });
+            return out;
+        }
+        out.canonical = Some(reference.canonical());
+        let started = Instant::now();
+        let resolution = self.resolve(&reference, keyring, context, &mut out);
+        match tokio::time::timeout_at(deadline, resolution).await {
+            Ok(Ok(Some(resolved))) => {
+                self.match_platforms(&resolved, wanted, &mut out);
+                out.resolved = Some(resolved);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(finding)) => out.finding = Some(finding),
+            Err(_) => {
+                let err = RegistryError::Timeout {
+                    host: reference.domain().to_string(),
+                    after: started.elapsed(),
+                };
+                out.finding = Some(finding_for(&err, &reference, keyring, &[], context));
+            }
+        }
+        out
+    }
+
+    /// The kubelet's try-each-credential loop through the cache. `Ok(None)`: not verifiable
+    /// (nodes hold the credentials).
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        keyring: &Keyring,
+        context: Context,
+        out: &mut ImageCheck,
+    ) -> Result<Option<Resolved>, Finding> {
+        let matched = keyring.lookup(reference);
+        let attempts: Vec<Option<&MatchedCredential>> = if matched.is_empty() {
+            vec![None]
+        } else {
+            matched.iter().map(Some).collect()
+        };
+        let mut failures: Vec<(RegistryError, Option<Stale>)> = Vec::new();
+        for attempt in &attempts {
+            let lookup = self
+                .registry
+                .lookup(reference, attempt.map(|m| &m.credential))
+                .await;
+            match lookup.result {
+                Ok(resolved) => {
+                    out.credential_source = attempt.map(|m| m.source.clone());
+                    return Ok(Some(resolved));
+                }
+                Err(e) => failures.push((e, lookup.stale)),
+            }
+        }
+        // Every attempt failed. An uncertain failure wins over a definite one (we cannot
+        // tell that the kubelet would fail), then anything but auth (more specific).
+        let pick = failures
+            .iter()
+            .position(|(e, _)| !e.class().is_definite())
+            .or_else(|| failures.iter().position(|(e, _)| !e.is_auth()))
+            .unwrap_or(failures.len().saturating_sub(1));
+        let Some((err, stale)) = failures.into_iter().nth(pick) else {
+            return Ok(None);
+        };
+        if err.is_auth()
+            && matched.is_empty()
+            && self.config.host(reference.domain()).node_credentials
+        {
+            out.notes.push(format!(
+                "nodes pull from {} with their own credentials; access was not verified",
+                reference.domain()
+            ));
+            return Ok(None);
+        }
+        if let Some(s) = stale {
+            out.stale_age = Some(s.age);
+            out.notes.push(format!(
+                "registry failing; using the last good answer, from {} ago",
+                human_duration(s.age)
+            ));
+            out.resolved = Some(s.resolved);
+        }
+        Err(finding_for(&err, reference, keyring, &matched, context))
+    }
+
+    fn match_platforms(&self, resolved: &Resolved, wanted: &[Platform], out: &mut ImageCheck) {
+        if wanted.is_empty() {
+            return;
+        }
+        let available = &resolved.platforms.platforms;
+        let satisfied = platform::satisfied(wanted, available);
+        out.missing_platforms = wanted
+            .iter()
+            .filter(|w| !satisfied.contains(w))
+            .cloned()
+            .collect();
+        if !satisfied.is_empty() {
+            return;
+        }
+        let have = list(available);
+        let want = list(wanted);
+        out.finding = Some(if resolved.platforms.is_index {
+            Finding {
+                class: FindingClass::PlatformMismatch,
+                message: format!("image has no {want} variant (it has {have}): the pull fails with \"no match for platform in manifest\""),
+                hint: Some(format!("schedule the Pod on {have} nodes with a nodeSelector, or publish the image for {want}")),
+            }
+        } else {
+            Finding {
+                class: FindingClass::PlatformMismatch,
+                message: format!("image is built for {have} only, nodes are {want}: the container will fail with \"exec format error\""),
+                hint: Some(format!("schedule the Pod on {have} nodes with a nodeSelector, or publish the image for {want}")),
+            }
+        });
+        out.missing_platforms.clear();
+    }
+}
+
+fn list(platforms: &[Platform]) -> String {
+    let mut names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+    names.dedup();
+    if names.is_empty() {
+        "no platform".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The finding for a registry error, with the fix in the user's terms.
+pub fn finding_for(
+    err: &RegistryError,
+    reference: &ImageRef,
+    keyring: &Keyring,
+    tried: &[MatchedCredential],
+    context: Context,
+) -> Finding {
+    let domain = reference.domain();
+    let hint = match err {
+        RegistryError::TagNotFound { closest, .. } if !closest.is_empty() => {
+            Some(format!("existing tags close to it: {}", closest.join(", ")))
+        }
+        RegistryError::TagNotFound { .. } => {
+            Some("check the tag; it may have been deleted by a retention policy".into())
+        }
+        RegistryError::RepositoryNotFound { .. } => Some(format!(
+            "check the repository path {:?} and the registry host {domain:?}",
+            reference.path()
+        )),
+        RegistryError::Unauthorized {
+            problem: AuthProblem::NoCredentials,
+            ..
+        } => Some(match context {
+            Context::Cli => format!("give credentials for {domain} with --docker-config"),
+            Context::Cluster => {
+                let available: Vec<String> = keyring
+                    .keys()
+                    .into_iter()
+                    .filter(|(key, _)| key.split('/').next() == Some(domain))
+                    .flat_map(|(_, sources)| sources)
+                    .collect();
+                if available.is_empty() {
+                    format!("create a pull secret: kubectl create secret docker-registry <name> --docker-server={domain} --docker-username=<user> --docker-password=<password>, and list it in imagePullSecrets")
+                } else {
+                    format!("attach {} (imagePullSecrets)", available.join(", "))
+                }
+            }
+        }),
+        RegistryError::Unauthorized { .. } | RegistryError::Denied { .. } => {
+            let sources: Vec<&str> = tried.iter().map(|m| m.source.as_str()).collect();
+            Some(if sources.is_empty() {
+                format!("use credentials allowed to pull from {domain}")
+            } else {
+                format!(
+                    "check the credentials in {} for {domain}",
+                    sources.join(", ")
+                )
+            })
+        }
+        RegistryError::RateLimited { .. } => {
+            Some("use authenticated pulls or a mirror to raise the limit".into())
+        }
+        RegistryError::Unavailable { .. } | RegistryError::Timeout { .. } => None,
+        RegistryError::Blocked { .. } => Some("adjust the registry host allow/deny list".into()),
+        RegistryError::DigestNotFound { .. } => Some(
+            "the digest may belong to another repository, or have been garbage collected".into(),
+        ),
+    };
+    Finding {
+        class: err.class(),
+        message: err.to_string(),
+        hint,
+    }
+}

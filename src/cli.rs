@@ -1,0 +1,383 @@
+//! Command line: `pullcheck reference` and `pullcheck check`.
+//! Exit codes: 0 clean, 1 findings (or invalid references), 2 usage or unreadable input.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cache::{CacheConfig, CachedRegistry};
+use crate::check::{Checker, Context, ImageCheck};
+use crate::credentials::{self, Keyring};
+use crate::metrics::Metrics;
+use crate::platform::Platform;
+use crate::reference;
+use crate::registry::{http::HostPolicy, Distribution, RegistryConfig};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pullcheck",
+    version,
+    about = "Refuse workloads whose images the kubelet will fail to pull"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and normalize image references like the kubelet (no network).
+    Reference(ReferenceArgs),
+    /// Resolve images against their registries and report what would not pull.
+    Check(Box<CheckArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// One JSON object per line: input, valid, error, domain, path, tag, digest, canonical.
+    #[arg(long)]
+    pub json: bool,
+    /// Image references, as written in a Pod spec.
+    #[arg(required = true, value_name = "REF")]
+    pub references: Vec<String>,
+}
+
+/// How pullcheck reaches registries; shared by `check` and `serve`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// A docker `config.json` whose `auths` are used as pull credentials.
+    #[arg(long, value_name = "FILE", env = "PULLCHECK_DOCKER_CONFIG")]
+    pub docker_config: Option<PathBuf>,
+    /// Speak plain HTTP to this registry (host[:port] as in image references). Repeatable.
+    #[arg(
+        long = "plain-http",
+        value_name = "HOST",
+        env = "PULLCHECK_PLAIN_HTTP",
+        value_delimiter = ','
+    )]
+    pub plain_http: Vec<String>,
+    /// Trust this CA (PEM) for every registry, or with `HOST=FILE` for one. Repeatable.
+    #[arg(
+        long = "registry-ca",
+        value_name = "[HOST=]PEM",
+        env = "PULLCHECK_REGISTRY_CA",
+        value_delimiter = ','
+    )]
+    pub registry_ca: Vec<String>,
+    /// Nodes pull from this registry with their own credentials (ECR/GCR/ACR credential
+    /// providers): unauthorized without pull secrets is not a finding. Repeatable.
+    #[arg(
+        long = "node-credentials",
+        value_name = "HOST",
+        env = "PULLCHECK_NODE_CREDENTIALS",
+        value_delimiter = ','
+    )]
+    pub node_credentials: Vec<String>,
+    /// Only contact registry and token hosts matching these globs (`*.example.com`).
+    #[arg(
+        long = "allow-host",
+        value_name = "GLOB",
+        env = "PULLCHECK_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
+    /// Never contact hosts matching these globs.
+    #[arg(
+        long = "deny-host",
+        value_name = "GLOB",
+        env = "PULLCHECK_DENY_HOSTS",
+        value_delimiter = ','
+    )]
+    pub deny_host: Vec<String>,
+    /// Allow link-local and cloud metadata addresses (refused by default).
+    #[arg(long, env = "PULLCHECK_ALLOW_LINK_LOCAL")]
+    pub allow_link_local: bool,
+    /// Limit for one registry request.
+    #[arg(long, value_name = "DURATION", default_value = "8s", value_parser = parse_duration)]
+    pub registry_timeout: Duration,
+}
+
+impl RegistryArgs {
+    /// The registry configuration these flags describe (reads the CA files).
+    pub fn registry_config(&self) -> Result<RegistryConfig, String> {
+        let mut config = RegistryConfig {
+            policy: HostPolicy {
+                allow: self.allow_host.clone(),
+                deny: self.deny_host.clone(),
+                allow_link_local: self.allow_link_local,
+            },
+            request_timeout: self.registry_timeout,
+            ..RegistryConfig::default()
+        };
+        for host in &self.plain_http {
+            config.host_mut(host).plain_http = true;
+        }
+        for host in &self.node_credentials {
+            config.host_mut(host).node_credentials = true;
+        }
+        for spec in &self.registry_ca {
+            let (host, path) = match spec.split_once('=') {
+                Some((h, p)) => (Some(h), p),
+                None => (None, spec.as_str()),
+            };
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read registry CA {path:?}: {e}"))?;
+            match host {
+                Some(h) => config.host_mut(h).ca_pems.push(pem),
+                None => config.global_ca_pems.push(pem),
+            }
+        }
+        Ok(config)
+    }
+
+    /// The keyring of `--docker-config`, plus warnings to show.
+    pub fn keyring(&self) -> Result<(Keyring, Vec<String>), String> {
+        let mut keyring = Keyring::new();
+        let mut warnings = Vec::new();
+        if let Some(path) = &self.docker_config {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read docker config {}: {e}", path.display()))?;
+            let (config, notes) = credentials::parse_docker_config_file(&bytes)
+                .map_err(|e| format!("docker config {}: {e}", path.display()))?;
+            warnings.extend(notes);
+            for skipped in keyring.add("--docker-config", &config) {
+                warnings.push(format!(
+                    "docker config entry {skipped:?} is not a valid registry address; ignored"
+                ));
+            }
+        }
+        Ok((keyring, warnings))
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// An image to check, as written in a Pod spec. Repeatable.
+    #[arg(long = "image", value_name = "REF", required = true)]
+    pub images: Vec<String>,
+    /// Platform of the nodes (os/arch[/variant]). Repeatable.
+    #[arg(
+        long = "platform",
+        value_name = "PLATFORM",
+        default_value = "linux/amd64"
+    )]
+    pub platforms: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Give up on images unresolved after this long (they count as timeout).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Images resolved at once.
+    #[arg(long, default_value = "8")]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// "500ms", "10s", "2m", "1h", or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `pullcheck reference`.
+pub fn run_reference(args: &ReferenceArgs, out: &mut impl Write) -> std::io::Result<u8> {
+    let mut code = EXIT_OK;
+    for input in &args.references {
+        let report = reference::report(input);
+        if !report.valid {
+            code = EXIT_FINDINGS;
+        }
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&report).unwrap_or_default()
+            )?;
+        } else if let Some(canonical) = &report.canonical {
+            writeln!(out, "{input}\t{canonical}")?;
+        } else {
+            writeln!(
+                out,
+                "{input}\tinvalid: {}",
+                report.error.unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(code)
+}
+
+/// `pullcheck check --image …`.
+pub async fn run_check(
+    args: &CheckArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<u8> {
+    let usage = |err: &mut dyn Write, msg: String| -> std::io::Result<u8> {
+        writeln!(err, "error: {msg}")?;
+        Ok(EXIT_USAGE)
+    };
+    let mut wanted = Vec::new();
+    for p in &args.platforms {
+        match Platform::parse(p) {
+            Ok(p) => wanted.push(p.normalize()),
+            Err(e) => return usage(err, e.to_string()),
+        }
+    }
+    let registry_config = match args.registry.registry_config() {
+        Ok(c) => c,
+        Err(e) => return usage(err, e),
+    };
+    let (keyring, warnings) = match args.registry.keyring() {
+        Ok(k) => k,
+        Err(e) => return usage(err, e),
+    };
+    for w in warnings {
+        writeln!(err, "warning: {w}")?;
+    }
+    let metrics = Arc::new(Metrics::default());
+    let checker = match Checker::from_config(registry_config, &CacheConfig::default(), metrics) {
+        Ok(c) => c,
+        Err(e) => return usage(err, e),
+    };
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let results = checker
+        .check_all(
+            &args.images,
+            &keyring,
+            &wanted,
+            Context::Cli,
+            deadline,
+            args.concurrency,
+        )
+        .await;
+    for r in &results {
+        match args.format {
+            Format::Json => writeln!(out, "{}", json_line(r))?,
+            Format::Text => write_text(out, r)?,
+        }
+    }
+    Ok(if results.iter().any(|r| r.finding.is_some()) {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
+}
+
+impl Checker {
+    /// A checker over the real registries with a fresh cache.
+    pub fn from_config(
+        registry_config: RegistryConfig,
+        cache: &CacheConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let config = Arc::new(registry_config.clone());
+        let distribution = Distribution::new(registry_config, Arc::clone(&metrics))?;
+        let cached = CachedRegistry::new(Arc::new(distribution), cache, metrics);
+        Ok(Checker::new(Arc::new(cached), config))
+    }
+}
+
+/// One line of `check --format json`.
+pub fn json_line(r: &ImageCheck) -> String {
+    let resolved = r.resolved.as_ref();
+    let value = serde_json::json!({
+        "image": r.image,
+        "canonical": r.canonical,
+        "verdict": r.verdict(),
+        "digest": resolved.map(|x| x.digest.clone()),
+        "platforms": resolved.map(|x| x.platforms.platforms.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
+        "message": r.finding.as_ref().map(|f| f.message.clone()),
+        "hint": r.finding.as_ref().and_then(|f| f.hint.clone()),
+        "missing_platforms": r.missing_platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "credential_source": r.credential_source,
+        "stale_age_seconds": r.stale_age.map(|d| d.as_secs_f64()),
+        "notes": r.notes,
+    });
+    value.to_string()
+}
+
+fn write_text(out: &mut impl Write, r: &ImageCheck) -> std::io::Result<()> {
+    match &r.finding {
+        None => writeln!(out, "ok    {}", r.image)?,
+        Some(f) => writeln!(out, "FAIL  {}\n      {}: {}", r.image, f.class, f.message)?,
+    }
+    if let Some(h) = r.finding.as_ref().and_then(|f| f.hint.as_ref()) {
+        writeln!(out, "      fix: {h}")?;
+    }
+    if let (Some(c), Some(res)) = (&r.canonical, &r.resolved) {
+        let platforms: Vec<String> = res
+            .platforms
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        writeln!(
+            out,
+            "      {c} -> {} ({})",
+            res.digest,
+            platforms.join(", ")
+        )?;
+    }
+    if !r.missing_platforms.is_empty() {
+        let missing: Vec<String> = r
+            .missing_platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        writeln!(out, "      note: no variant for {}", missing.join(", "))?;
+    }
+    for n in &r.notes {
+        writeln!(out, "      note: {n}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("500ms", Some(500))]
+    #[case("10s", Some(10_000))]
+    #[case("2m", Some(120_000))]
+    #[case("3", Some(3000))]
+    #[case("1.5s", Some(1500))]
+    #[case("x", None)]
+    #[case("10d", None)]
+    #[case("", None)]
+    fn durations(#[case] s: &str, #[case] ms: Option<u128>) {
+        assert_eq!(parse_duration(s).ok().map(|d| d.as_millis()), ms);
+    }
+}

@@ -1,0 +1,16 @@
+//! pullcheck: no workload is admitted whose images the kubelet will fail to pull.
+//!
+//! The engine resolves every image of a Pod against its registry with the credentials the
+//! kubelet would use and the platforms the Pod may run on; the webhook and the CI mode
+//! turn its findings into denials, warnings or annotations.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod cache;
+pub mod check;
+pub mod cli;
+pub mod credentials;
+pub mod metrics;
+pub mod platform;
+pub mod reference;
+pub mod registry;

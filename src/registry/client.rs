@@ -1,0 +1,654 @@
+//! One registry client per (registry host, credential set): its token cache is keyed by
+//! repository scope only, so sharing it between credential sets would hand one tenant's
+//! token to another. The HTTP connection pool underneath is shared (it holds no auth).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, Method, StatusCode};
+use moka::future::Cache;
+use sha2::Digest as _;
+use url::Url;
+
+use super::auth::{self, Challenge, Token};
+use super::error::{AuthProblem, RegistryError, Unreachable};
+use super::http::{classify, read_limited, TransportConfig};
+use crate::credentials::Credential;
+use crate::metrics::Metrics;
+use crate::platform::{
+    MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
+
+/// Accept header for manifests: what containerd 2 asks for (no schema 1).
+const MANIFEST_ACCEPT: &str = concat!(
+    "application/vnd.oci.image.index.v1+json, ",
+    "application/vnd.docker.distribution.manifest.list.v2+json, ",
+    "application/vnd.oci.image.manifest.v1+json, ",
+    "application/vnd.docker.distribution.manifest.v2+json"
+);
+const _: [&str; 4] = [
+    MEDIA_OCI_INDEX,
+    MEDIA_DOCKER_LIST,
+    MEDIA_OCI_MANIFEST,
+    MEDIA_DOCKER_MANIFEST,
+];
+
+/// Manifests are limited to 4 MiB by distribution and containerd.
+pub const MANIFEST_LIMIT: usize = 4 << 20;
+/// Image configs are small JSON documents; 8 MiB is generous.
+pub const CONFIG_LIMIT: usize = 8 << 20;
+const TOKEN_LIMIT: usize = 1 << 20;
+const TAGS_PAGE_SIZE: usize = 1000;
+
+/// State shared by every client of the process.
+pub struct Shared {
+    pub transport: TransportConfig,
+    /// `/v2/` challenge per registry host: public information, shared across credentials.
+    pub challenges: Cache<String, Challenge>,
+    pub metrics: Arc<Metrics>,
+    pub max_tag_pages: usize,
+}
+
+/// How a request was authorized; decides what a 401 means.
+#[derive(Clone, Debug)]
+enum Auth {
+    None,
+    Basic,
+    /// Bearer token; `fresh` when fetched for this request (a cached one may have been revoked).
+    Bearer {
+        token: String,
+        fresh: bool,
+    },
+}
+
+/// What a HEAD on a manifest found.
+pub enum Head {
+    Found {
+        digest: Option<String>,
+        media_type: Option<String>,
+    },
+    NotFound,
+}
+
+/// The tags of a repository, or the registry's word that the repository does not exist.
+pub enum Tags {
+    Missing,
+    Listed(Vec<String>),
+}
+
+struct TokenExpiry;
+
+impl moka::Expiry<String, Token> for TokenExpiry {
+    fn expire_after_create(&self, _: &String, token: &Token, _: Instant) -> Option<Duration> {
+        Some(token.lifetime)
+    }
+}
+
+pub struct RegistryClient {
+    /// host[:port] contacted for the API (`registry-1.docker.io` for Docker Hub).
+    api_host: String,
+    base: Url,
+    http: reqwest::Client,
+    credential: Option<Credential>,
+    /// Bearer tokens by scope; concurrent misses for one scope share one token request.
+    tokens: Cache<String, Token>,
+    shared: Arc<Shared>,
+}
+
+impl RegistryClient {
+    pub fn new(
+        api_host: &str,
+        plain_http: bool,
+        http: reqwest::Client,
+        credential: Option<Credential>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, RegistryError> {
+        let scheme = if plain_http { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
+            RegistryError::Unavailable {
+                host: api_host.to_string(),
+                cause: Unreachable::InvalidResponse,
+                detail: format!("not a usable registry address: {e}"),
+            }
+        })?;
+        Ok(Self {
+            api_host: api_host.to_string(),
+            base,
+            http,
+            credential,
+            tokens: Cache::builder()
+                .max_capacity(1024)
+                .expire_after(TokenExpiry)
+                .build(),
+            shared,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        self.shared.transport.request_timeout
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url
+    }
+
+    fn count(&self, host: &str, request: &'static str, outcome: String) {
+        self.shared.metrics.registry_request(host, request, outcome);
+    }
+
+    fn outcome_of(err: &RegistryError) -> String {
+        match err {
+            RegistryError::Timeout { .. } => "timeout".into(),
+            RegistryError::Blocked { .. } => "blocked".into(),
+            _ => "unreachable".into(),
+        }
+    }
+
+    /// The `/v2/` challenge of this registry, cached per host.
+    async fn challenge(&self) -> Result<Challenge, RegistryError> {
+        let key = self.base.as_str().to_string();
+        self.shared
+            .challenges
+            .try_get_with(key, self.ping())
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    async fn ping(&self) -> Result<Challenge, RegistryError> {
+        let url = self.url("/v2/");
+        self.shared.transport.policy.check_url(&url)?;
+        let resp = self.http.get(url).send().await.map_err(|e| {
+            let err = classify(&e, &self.api_host, self.timeout());
+            self.count(&self.api_host, "ping", Self::outcome_of(&err));
+            err
+        })?;
+        let status = resp.status();
+        self.count(&self.api_host, "ping", status.as_u16().to_string());
+        if status.is_success() {
+            return Ok(Challenge::None);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let header = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|h| h.to_str().ok());
+            return auth::challenge_from_header(header).ok_or_else(|| RegistryError::Unavailable {
+                host: self.api_host.clone(),
+                cause: Unreachable::InvalidResponse,
+                detail: "401 without a Basic or Bearer challenge".into(),
+            });
+        }
+        Err(self.status_error(status, resp.headers(), "", &Auth::None))
+    }
+
+    async fn authorization(&self, repository: &str) -> Result<Auth, RegistryError> {
+        match self.challenge().await? {
+            Challenge::None => Ok(Auth::None),
+            Challenge::Basic => Ok(if self.credential.is_some() {
+                Auth::Basic
+            } else {
+                Auth::None
+            }),
+            Challenge::Bearer { realm, service } => {
+                let scope = format!("repository:{repository}:pull");
+                let entry = self
+                    .tokens
+                    .entry(scope.clone())
+                    .or_try_insert_with(self.fetch_token(&realm, service.as_deref(), &scope))
+                    .await
+                    .map_err(|e| (*e).clone())?;
+                Ok(Auth::Bearer {
+                    fresh: entry.is_fresh(),
+                    token: entry.into_value().value,
+                })
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<Token, RegistryError> {
+        let invalid = |detail: String| RegistryError::Unavailable {
+            host: self.api_host.clone(),
+            cause: Unreachable::InvalidResponse,
+            detail,
+        };
+        let mut url = Url::parse(realm)
+            .map_err(|e| invalid(format!("token realm {realm:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(invalid(format!("token realm {realm:?} is not http(s)")));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("scope", scope);
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+        }
+        self.shared.transport.policy.check_url(&url)?;
+        let realm_host = host_port(&url);
+        let mut req = self.http.get(url);
+        if let Some(c) = &self.credential {
+            req = req.basic_auth(c.username(), Some(c.password()));
+        }
+        let resp = req.send().await.map_err(|e| {
+            let err = classify(&e, &realm_host, self.timeout());
+            self.count(&realm_host, "token", Self::outcome_of(&err));
+            err
+        })?;
+        let status = resp.status();
+        self.count(&realm_host, "token", status.as_u16().to_string());
+        match status {
+            s if s.is_success() => {
+                let body = read_limited(resp, TOKEN_LIMIT, &realm_host, self.timeout()).await?;
+                auth::decode_token(&body).map_err(|detail| RegistryError::Unavailable {
+                    host: realm_host.clone(),
+                    cause: Unreachable::InvalidResponse,
+                    detail,
+                })
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
+                registry: self.api_host.clone(),
+                repository: scope_repository(scope).to_string(),
+                problem: if self.credential.is_some() {
+                    AuthProblem::CredentialsRefused
+                } else {
+                    AuthProblem::NoCredentials
+                },
+            }),
+            StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
+                registry: realm_host,
+                retry_after: retry_after(resp.headers()),
+            }),
+            s => Err(RegistryError::Unavailable {
+                host: realm_host,
+                cause: Unreachable::Status(s.as_u16()),
+                detail: "token service".into(),
+            }),
+        }
+    }
+
+    /// Sends an authorized request; retries once with a new token when a cached one is
+    /// refused (tokens can be revoked before they expire).
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        repository: &str,
+        request: &'static str,
+        accept: Option<&str>,
+    ) -> Result<(reqwest::Response, Auth), RegistryError> {
+        self.shared.transport.policy.check_url(&url)?;
+        for attempt in 0..2 {
+            let auth = self.authorization(repository).await?;
+            let mut req = self.http.request(method.clone(), url.clone());
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            req = match (&auth, &self.credential) {
+                (Auth::Basic, Some(c)) => req.basic_auth(c.username(), Some(c.password())),
+                (Auth::Bearer { token, .. }, _) => {
+                    req.header(AUTHORIZATION, format!("Bearer {token}"))
+                }
+                _ => req,
+            };
+            let resp = req.send().await.map_err(|e| {
+                let err = classify(&e, &self.api_host, self.timeout());
+                self.count(&self.api_host, request, Self::outcome_of(&err));
+                err
+            })?;
+            self.count(&self.api_host, request, resp.status().as_u16().to_string());
+            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                if let Auth::Bearer { fresh: false, .. } = auth {
+                    self.tokens
+                        .invalidate(&format!("repository:{repository}:pull"))
+                        .await;
+                    continue;
+                }
+            }
+            return Ok((resp, auth));
+        }
+        unreachable_retry(&self.api_host)
+    }
+
+    /// Maps a non-success status to its class.
+    fn status_error(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        repository: &str,
+        auth: &Auth,
+    ) -> RegistryError {
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                let problem = match (auth, &self.credential) {
+                    (_, None) => AuthProblem::NoCredentials,
+                    (Auth::Bearer { .. }, Some(_)) => AuthProblem::InsufficientScope,
+                    (_, Some(_)) => {
+                        let header = headers.get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok());
+                        if auth::is_insufficient_scope(header) {
+                            AuthProblem::InsufficientScope
+                        } else {
+                            AuthProblem::CredentialsRefused
+                        }
+                    }
+                };
+                RegistryError::Unauthorized {
+                    registry: self.api_host.clone(),
+                    repository: repository.to_string(),
+                    problem,
+                }
+            }
+            StatusCode::FORBIDDEN => RegistryError::Denied {
+                registry: self.api_host.clone(),
+                repository: repository.to_string(),
+                detail: String::new(),
+            },
+            StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
+                registry: self.api_host.clone(),
+                retry_after: retry_after(headers),
+            },
+            s => RegistryError::Unavailable {
+                host: self.api_host.clone(),
+                cause: Unreachable::Status(s.as_u16()),
+                detail: if s.is_server_error() {
+                    String::new()
+                } else {
+                    "unexpected answer".into()
+                },
+            },
+        }
+    }
+
+    /// HEAD /v2/<repository>/manifests/<reference>: existence and digest in one request.
+    pub async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Head, RegistryError> {
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let (resp, auth) = self
+            .send(
+                Method::HEAD,
+                url,
+                repository,
+                "head_manifest",
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            return Ok(Head::Found {
+                digest: header("docker-content-digest"),
+                media_type: header(CONTENT_TYPE.as_str()),
+            });
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Head::NotFound);
+        }
+        Err(self.status_error(status, resp.headers(), repository, &auth))
+    }
+
+    /// GET a manifest and verify it against `digest` (when `digest` is a digest).
+    pub async fn get_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Option<String>, Vec<u8>), RegistryError> {
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let (resp, auth) = self
+            .send(
+                Method::GET,
+                url,
+                repository,
+                "get_manifest",
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.not_found_or(status, &resp, repository, reference, &auth));
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = read_limited(resp, MANIFEST_LIMIT, &self.api_host, self.timeout()).await?;
+        self.verify(reference, &body)?;
+        Ok((content_type, body))
+    }
+
+    /// GET a blob (an image config) and verify its digest.
+    pub async fn get_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let (resp, auth) = self
+            .send(Method::GET, url, repository, "get_blob", None)
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.not_found_or(status, &resp, repository, digest, &auth));
+        }
+        let body = read_limited(resp, limit, &self.api_host, self.timeout()).await?;
+        self.verify(digest, &body)?;
+        Ok(body)
+    }
+
+    fn not_found_or(
+        &self,
+        status: StatusCode,
+        resp: &reqwest::Response,
+        repository: &str,
+        digest: &str,
+        auth: &Auth,
+    ) -> RegistryError {
+        if status == StatusCode::NOT_FOUND {
+            RegistryError::DigestNotFound {
+                registry: self.api_host.clone(),
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            }
+        } else {
+            self.status_error(status, resp.headers(), repository, auth)
+        }
+    }
+
+    fn verify(&self, reference: &str, body: &[u8]) -> Result<(), RegistryError> {
+        if reference.contains(':') && !digest_matches(reference, body) {
+            return Err(RegistryError::Unavailable {
+                host: self.api_host.clone(),
+                cause: Unreachable::InvalidResponse,
+                detail: format!("content does not match digest {reference}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Lists tags (following `Link: <…>; rel="next"`, at most `max_tag_pages` pages).
+    pub async fn list_tags(&self, repository: &str) -> Result<Tags, RegistryError> {
+        let mut url = self.url(&format!("/v2/{repository}/tags/list"));
+        url.query_pairs_mut()
+            .append_pair("n", &TAGS_PAGE_SIZE.to_string());
+        let mut tags = Vec::new();
+        for _ in 0..self.shared.max_tag_pages.max(1) {
+            let (resp, auth) = self
+                .send(Method::GET, url.clone(), repository, "list_tags", None)
+                .await?;
+            let status = resp.status();
+            if status == StatusCode::NOT_FOUND {
+                return Ok(if tags.is_empty() {
+                    Tags::Missing
+                } else {
+                    Tags::Listed(tags)
+                });
+            }
+            if !status.is_success() {
+                return Err(self.status_error(status, resp.headers(), repository, &auth));
+            }
+            let next = resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .and_then(|l| url.join(&l).ok());
+            let body = read_limited(resp, MANIFEST_LIMIT, &self.api_host, self.timeout()).await?;
+            #[derive(serde::Deserialize)]
+            struct Page {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let page: Page =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Unavailable {
+                    host: self.api_host.clone(),
+                    cause: Unreachable::InvalidResponse,
+                    detail: format!("tag list is not valid JSON: {e}"),
+                })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                // Never follow a link off the registry: it would carry our token elsewhere.
+                Some(n) if n.origin() == self.base.origin() => url = n,
+                _ => break,
+            }
+        }
+        Ok(Tags::Listed(tags))
+    }
+}
+
+fn unreachable_retry<T>(host: &str) -> Result<T, RegistryError> {
+    Err(RegistryError::Unavailable {
+        host: host.to_string(),
+        cause: Unreachable::InvalidResponse,
+        detail: "registry refused a freshly issued token".into(),
+    })
+}
+
+/// host[:port] of a URL, as users write it.
+pub fn host_port(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn scope_repository(scope: &str) -> &str {
+    scope
+        .strip_prefix("repository:")
+        .and_then(|s| s.rsplit_once(':'))
+        .map_or(scope, |(repo, _)| repo)
+}
+
+/// `Retry-After`: seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    when.duration_since(std::time::SystemTime::now()).ok()
+}
+
+/// The target of `rel="next"` in a Link header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| target.to_string())
+    })
+}
+
+/// Whether `body` hashes to `digest` (sha256, sha384, sha512).
+pub fn digest_matches(digest: &str, body: &[u8]) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let computed = match algorithm {
+        "sha256" => hex_string(&sha2::Sha256::digest(body)),
+        "sha384" => hex_string(&sha2::Sha384::digest(body)),
+        "sha512" => hex_string(&sha2::Sha512::digest(body)),
+        _ => return false,
+    };
+    computed == hex
+}
+
+pub fn sha256_digest(body: &[u8]) -> String {
+    format!("sha256:{}", hex_string(&sha2::Sha256::digest(body)))
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(
+        r#"</v2/a/tags/list?last=x&n=2>; rel="next""#,
+        Some("/v2/a/tags/list?last=x&n=2")
+    )]
+    #[case(
+        r#"<https://r/v2/a/tags/list?last=x>;rel=next"#,
+        Some("https://r/v2/a/tags/list?last=x")
+    )]
+    #[case(r#"</x>; rel="prev""#, None)]
+    #[case("garbage", None)]
+    fn link_headers(#[case] header: &str, #[case] want: Option<&str>) {
+        assert_eq!(next_link(header).as_deref(), want);
+    }
+
+    #[test]
+    fn digests() {
+        let body = b"hello";
+        let d = sha256_digest(body);
+        assert!(digest_matches(&d, body));
+        assert!(!digest_matches(&d, b"hellO"));
+        assert!(!digest_matches("md5:abc", body));
+        assert!(!digest_matches("nonsense", body));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn scope_repository_strips_actions() {
+        assert_eq!(scope_repository("repository:a/b:pull"), "a/b");
+    }
+}

@@ -1,0 +1,299 @@
+//! What can go wrong when resolving an image at its registry, as classes the policy acts on.
+//!
+//! Every variant names the registry host and, where it helps, the repository, so a message
+//! can say exactly where the kubelet's pull would stop. No variant ever holds a credential.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The class of a finding: what the policy decides on (deny, warn, audit) and what
+/// `pullcheck check --format json` prints as `verdict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingClass {
+    InvalidReference,
+    RepositoryNotFound,
+    TagNotFound,
+    DigestNotFound,
+    Unauthorized,
+    Denied,
+    PlatformMismatch,
+    SecretMissing,
+    SecretInvalid,
+    RateLimited,
+    Unavailable,
+    Timeout,
+    Blocked,
+}
+
+impl FindingClass {
+    /// The snake_case name used in JSON output, metrics labels and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidReference => "invalid_reference",
+            Self::RepositoryNotFound => "repository_not_found",
+            Self::TagNotFound => "tag_not_found",
+            Self::DigestNotFound => "digest_not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Denied => "denied",
+            Self::PlatformMismatch => "platform_mismatch",
+            Self::SecretMissing => "secret_missing",
+            Self::SecretInvalid => "secret_invalid",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::Blocked => "blocked",
+        }
+    }
+
+    /// Definite classes are answers of the registry (or of the input itself) that will not
+    /// change by retrying; transient ones say nothing about whether the kubelet could pull.
+    pub fn is_definite(self) -> bool {
+        !matches!(
+            self,
+            Self::RateLimited | Self::Unavailable | Self::Timeout | Self::Blocked
+        )
+    }
+
+    pub const ALL: [FindingClass; 13] = [
+        Self::InvalidReference,
+        Self::RepositoryNotFound,
+        Self::TagNotFound,
+        Self::DigestNotFound,
+        Self::Unauthorized,
+        Self::Denied,
+        Self::PlatformMismatch,
+        Self::SecretMissing,
+        Self::SecretInvalid,
+        Self::RateLimited,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::Blocked,
+    ];
+}
+
+impl std::fmt::Display for FindingClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FindingClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown finding class {s:?}"))
+    }
+}
+
+/// Why a registry said 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthProblem {
+    /// No credential matched the registry: the pull was anonymous.
+    NoCredentials,
+    /// The registry or its token service refused the username/password.
+    CredentialsRefused,
+    /// The credentials were accepted but carry no pull right on this repository (or, on
+    /// registries like Docker Hub, the repository does not exist).
+    InsufficientScope,
+}
+
+/// Why a registry could not be reached or gave no usable answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unreachable {
+    Dns,
+    ConnectionRefused,
+    Connect,
+    Tls,
+    /// HTTP status of a server error (5xx) or an unexpected answer.
+    Status(u16),
+    /// An answer that breaks the protocol: bad JSON, a digest that does not match the
+    /// content, an oversized manifest.
+    InvalidResponse,
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("repository {repository} does not exist on {registry}")]
+    RepositoryNotFound {
+        registry: String,
+        repository: String,
+    },
+    #[error("tag {tag:?} does not exist in {registry}/{repository}")]
+    TagNotFound {
+        registry: String,
+        repository: String,
+        tag: String,
+        /// Existing tags closest to the one asked for, best first.
+        closest: Vec<String>,
+    },
+    #[error("digest {digest} does not exist in {registry}/{repository}")]
+    DigestNotFound {
+        registry: String,
+        repository: String,
+        digest: String,
+    },
+    #[error("{}", unauthorized_message(registry, repository, *problem))]
+    Unauthorized {
+        registry: String,
+        repository: String,
+        problem: AuthProblem,
+    },
+    #[error(
+        "access to {registry}/{repository} denied by the registry (403){}",
+        detail_suffix(detail)
+    )]
+    Denied {
+        registry: String,
+        repository: String,
+        detail: String,
+    },
+    #[error("{registry} is rate limiting requests (429){}", retry_suffix(*retry_after))]
+    RateLimited {
+        registry: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{}", unreachable_message(host, cause, detail))]
+    Unavailable {
+        /// The host that failed: the registry, or its token service.
+        host: String,
+        cause: Unreachable,
+        detail: String,
+    },
+    #[error("{host} did not answer within {}", human_duration(*after))]
+    Timeout { host: String, after: Duration },
+    #[error("requests to {host} are blocked by pullcheck's host policy: {reason}")]
+    Blocked { host: String, reason: String },
+}
+
+impl RegistryError {
+    pub fn class(&self) -> FindingClass {
+        match self {
+            Self::RepositoryNotFound { .. } => FindingClass::RepositoryNotFound,
+            Self::TagNotFound { .. } => FindingClass::TagNotFound,
+            Self::DigestNotFound { .. } => FindingClass::DigestNotFound,
+            Self::Unauthorized { .. } => FindingClass::Unauthorized,
+            Self::Denied { .. } => FindingClass::Denied,
+            Self::RateLimited { .. } => FindingClass::RateLimited,
+            Self::Unavailable { .. } => FindingClass::Unavailable,
+            Self::Timeout { .. } => FindingClass::Timeout,
+            Self::Blocked { .. } => FindingClass::Blocked,
+        }
+    }
+
+    /// Whether retrying with other credentials could change the answer (kubelet tries every
+    /// matching credential in turn; the first that works wins).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. } | Self::Denied { .. })
+    }
+}
+
+fn unauthorized_message(registry: &str, repository: &str, problem: AuthProblem) -> String {
+    match problem {
+        AuthProblem::NoCredentials => format!(
+            "{registry}/{repository} requires authentication and no pull secret has credentials for {registry}"
+        ),
+        AuthProblem::CredentialsRefused => {
+            format!("{registry} refused the credentials (wrong, expired or rotated username/password)")
+        }
+        AuthProblem::InsufficientScope => format!(
+            "the credentials are not allowed to pull {registry}/{repository} (or the repository does not exist)"
+        ),
+    }
+}
+
+fn unreachable_message(host: &str, cause: &Unreachable, detail: &str) -> String {
+    let what = match cause {
+        Unreachable::Dns => format!("the name {} does not resolve (DNS)", host_only(host)),
+        Unreachable::ConnectionRefused => format!("{host} refused the connection"),
+        Unreachable::Connect => format!("cannot connect to {host}"),
+        Unreachable::Tls => format!("TLS with {host} failed"),
+        Unreachable::Status(code) => format!("{host} answered HTTP {code}"),
+        Unreachable::InvalidResponse => format!("{host} gave an invalid answer"),
+    };
+    format!("registry unavailable: {what}{}", detail_suffix(detail))
+}
+
+fn host_only(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+fn retry_suffix(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(", retry after {}", human_duration(d)),
+        None => String::new(),
+    }
+}
+
+/// "1.5s", "250ms", "3m20s": short, for messages.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = d.as_secs_f64();
+        if (s - s.round()).abs() < 0.05 {
+            format!("{}s", s.round() as u64)
+        } else {
+            format!("{s:.1}s")
+        }
+    } else {
+        let s = d.as_secs();
+        if s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}m{}s", s / 60, s % 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Duration::from_millis(250), "250ms")]
+    #[case(Duration::from_secs(3), "3s")]
+    #[case(Duration::from_millis(1500), "1.5s")]
+    #[case(Duration::from_secs(200), "3m20s")]
+    #[case(Duration::from_secs(120), "2m")]
+    fn human_durations(#[case] d: Duration, #[case] want: &str) {
+        assert_eq!(human_duration(d), want);
+    }
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in FindingClass::ALL {
+            assert_eq!(c.as_str().parse::<FindingClass>(), Ok(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+
+    #[test]
+    fn dns_message_names_the_host_without_port() {
+        let e = RegistryError::Unavailable {
+            host: "myreigstry.com:5000".into(),
+            cause: Unreachable::Dns,
+            detail: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry unavailable: the name myreigstry.com does not resolve (DNS)"
+        );
+    }
+}

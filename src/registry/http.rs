@@ -1,0 +1,393 @@
+//! HTTP plumbing under the registry client: building reqwest clients (HTTP/2, extra CAs),
+//! the outbound host policy (allow/deny globs, link-local and metadata addresses refused),
+//! bounded body reads and the mapping of transport errors to [`RegistryError`] classes.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::Url;
+
+use super::error::{RegistryError, Unreachable};
+
+/// Where pullcheck may send requests. Image references and token realms come from users and
+/// registries, so outbound requests are an SSRF vector in a process that holds every
+/// namespace's pull credentials.
+#[derive(Clone, Debug, Default)]
+pub struct HostPolicy {
+    /// When non-empty, only hosts matching one of these globs (`*` matches any run of
+    /// characters, `registry.example.com`, `*.example.com`) are contacted.
+    pub allow: Vec<String>,
+    /// Hosts matching one of these globs are never contacted.
+    pub deny: Vec<String>,
+    /// Permit link-local (169.254.0.0/16, fe80::/10) and cloud metadata addresses.
+    pub allow_link_local: bool,
+}
+
+impl HostPolicy {
+    /// Checks a host name or IP literal (no port, IPv6 without brackets).
+    pub fn check_host(&self, host: &str) -> Result<(), String> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let lower = host.to_ascii_lowercase();
+        if let Some(glob) = self.deny.iter().find(|g| glob_match(g, &lower)) {
+            return Err(format!("host matches deny rule {glob:?}"));
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(|g| glob_match(g, &lower)) {
+            return Err("host matches no allow rule".to_string());
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            self.check_ip(ip)?;
+        }
+        Ok(())
+    }
+
+    /// Checks an address a host name resolved to.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        if self.allow_link_local {
+            return Ok(());
+        }
+        if is_metadata_or_link_local(ip) {
+            return Err(format!("{ip} is a link-local or cloud metadata address"));
+        }
+        Ok(())
+    }
+
+    /// Checks the host of a URL about to be requested (registry, token realm, redirect).
+    pub fn check_url(&self, url: &Url) -> Result<(), RegistryError> {
+        let host = url.host_str().unwrap_or_default();
+        self.check_host(host)
+            .map_err(|reason| RegistryError::Blocked {
+                host: host.to_string(),
+                reason,
+            })
+    }
+}
+
+fn is_metadata_or_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_bad_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_bad_v4(v4);
+            }
+            let seg = v6.segments();
+            (seg[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6.is_unspecified()
+        }
+    }
+}
+
+fn is_bad_v4(v4: Ipv4Addr) -> bool {
+    v4.is_link_local() || v4.is_unspecified() || v4 == Ipv4Addr::new(100, 100, 100, 200)
+}
+
+/// Case-insensitive glob with `*` only (host names have no other wildcard in practice).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Why name resolution failed; found again in reqwest's error source chain.
+#[derive(Debug, thiserror::Error)]
+enum ResolveFailure {
+    #[error("blocked: {0}")]
+    Blocked(String),
+    #[error("{0}")]
+    Dns(String),
+}
+
+/// DNS through the system resolver, with the host policy applied to names and addresses.
+struct PolicyResolver {
+    policy: Arc<HostPolicy>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = Arc::clone(&self.policy);
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            type BoxError = Box<dyn std::error::Error + Send + Sync>;
+            let fail = |f: ResolveFailure| -> BoxError { Box::new(f) };
+            policy
+                .check_host(&host)
+                .map_err(|r| fail(ResolveFailure::Blocked(r)))?;
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| fail(ResolveFailure::Dns(e.to_string())))?
+                .collect();
+            let allowed: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| policy.check_ip(a.ip()).is_ok())
+                .collect();
+            if allowed.is_empty() {
+                let reason = match addrs.first() {
+                    Some(a) => policy
+                        .check_ip(a.ip())
+                        .err()
+                        .unwrap_or_else(|| "no usable address".into()),
+                    None => "no address".into(),
+                };
+                return Err(fail(ResolveFailure::Blocked(reason)));
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Transport settings shared by every registry client.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub user_agent: String,
+    pub policy: Arc<HostPolicy>,
+}
+
+/// One reqwest client per distinct set of extra trust roots. reqwest clients carry no
+/// credentials (those go on each request), so sharing one across tenants is safe and keeps
+/// connections warm.
+#[derive(Clone, Debug)]
+pub struct HttpClients {
+    default: reqwest::Client,
+    per_host: HashMap<String, reqwest::Client>,
+}
+
+impl HttpClients {
+    /// `global_cas`: PEM bundles trusted for every registry; `host_cas`: per registry host.
+    pub fn build(
+        transport: &TransportConfig,
+        global_cas: &[Vec<u8>],
+        host_cas: &HashMap<String, Vec<Vec<u8>>>,
+    ) -> Result<Self, String> {
+        let default = build_client(transport, global_cas)?;
+        let mut per_host = HashMap::new();
+        for (host, cas) in host_cas {
+            if cas.is_empty() {
+                continue;
+            }
+            let mut all = global_cas.to_vec();
+            all.extend(cas.iter().cloned());
+            per_host.insert(host.clone(), build_client(transport, &all)?);
+        }
+        Ok(Self { default, per_host })
+    }
+
+    pub fn for_host(&self, host: &str) -> &reqwest::Client {
+        self.per_host.get(host).unwrap_or(&self.default)
+    }
+}
+
+fn build_client(transport: &TransportConfig, cas: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+    let mut certs = Vec::new();
+    for pem in cas {
+        let parsed = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("invalid CA certificate PEM: {e}"))?;
+        if parsed.is_empty() {
+            return Err("CA file holds no PEM certificate".into());
+        }
+        certs.extend(parsed);
+    }
+    let policy = Arc::clone(&transport.policy);
+    let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        match policy.check_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(e) => attempt.error(e.to_string()),
+        }
+    });
+    reqwest::Client::builder()
+        .user_agent(transport.user_agent.clone())
+        .connect_timeout(transport.connect_timeout)
+        .timeout(transport.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(redirect)
+        .dns_resolver(PolicyResolver {
+            policy: Arc::clone(&transport.policy),
+        })
+        .tls_certs_merge(certs)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// Maps a transport error to its class, naming `host` (the one that failed).
+pub fn classify(err: &reqwest::Error, host: &str, timeout: Duration) -> RegistryError {
+    let unavailable = |cause, detail: String| RegistryError::Unavailable {
+        host: host.to_string(),
+        cause,
+        detail,
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<ResolveFailure>() {
+            return match r {
+                ResolveFailure::Blocked(reason) => RegistryError::Blocked {
+                    host: host.to_string(),
+                    reason: reason.clone(),
+                },
+                ResolveFailure::Dns(detail) => unavailable(Unreachable::Dns, detail.clone()),
+            };
+        }
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return unavailable(Unreachable::Tls, tls.to_string());
+        }
+        let mut next = e.source();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return unavailable(Unreachable::ConnectionRefused, String::new());
+            }
+            // io::Error::source skips the wrapped error itself (rustls wraps its errors in
+            // io::Error, sometimes twice): descend into it instead.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner as &(dyn std::error::Error + 'static));
+            }
+        }
+        source = next;
+    }
+    if err.is_timeout() {
+        return RegistryError::Timeout {
+            host: host.to_string(),
+            after: timeout,
+        };
+    }
+    if err.is_redirect() {
+        let detail = error_chain(err);
+        if let Some(blocked) = detail.split("blocked by pullcheck's host policy: ").nth(1) {
+            return RegistryError::Blocked {
+                host: host.to_string(),
+                reason: blocked.to_string(),
+            };
+        }
+        return unavailable(Unreachable::InvalidResponse, detail);
+    }
+    if err.is_connect() {
+        return unavailable(Unreachable::Connect, error_chain(err));
+    }
+    unavailable(Unreachable::Connect, error_chain(err))
+}
+
+/// The error and its sources on one line, without the URL (no secrets are in our URLs, but
+/// they are long and the host is named separately).
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+        source = e.source();
+    }
+    if parts.is_empty() {
+        parts.push(err.to_string());
+    }
+    parts.join(": ")
+}
+
+/// Reads a body, refusing more than `limit` bytes (manifests and configs are small; a
+/// registry that sends gigabytes must not take our memory).
+pub async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    host: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_big = || RegistryError::Unavailable {
+        host: host.to_string(),
+        cause: Unreachable::InvalidResponse,
+        detail: format!("response larger than {limit} bytes"),
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| classify(&e, host, timeout))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("*.example.com", "a.example.com", true)]
+    #[case("*.example.com", "example.com", false)]
+    #[case("*.example.com", "a.b.example.com", true)]
+    #[case("registry.example.com", "REGISTRY.example.com", true)]
+    #[case("*", "anything", true)]
+    #[case("ghcr.io", "ghcr.io.evil.com", false)]
+    fn globs(#[case] pattern: &str, #[case] host: &str, #[case] want: bool) {
+        assert_eq!(glob_match(pattern, &host.to_ascii_lowercase()), want);
+    }
+
+    #[rstest]
+    #[case("169.254.169.254", false)]
+    #[case("169.254.1.1", false)]
+    #[case("100.100.100.200", false)]
+    #[case("fe80::1", false)]
+    #[case("fd00:ec2::254", false)]
+    #[case("::ffff:169.254.169.254", false)]
+    #[case("0.0.0.0", false)]
+    #[case("127.0.0.1", true)]
+    #[case("10.0.0.1", true)]
+    #[case("registry.example.com", true)]
+    fn default_policy(#[case] host: &str, #[case] allowed: bool) {
+        assert_eq!(HostPolicy::default().check_host(host).is_ok(), allowed);
+    }
+
+    #[test]
+    fn allow_list_and_deny_list() {
+        let p = HostPolicy {
+            allow: vec!["*.corp.example".into(), "ghcr.io".into()],
+            deny: vec!["bad.corp.example".into()],
+            allow_link_local: false,
+        };
+        assert!(p.check_host("ghcr.io").is_ok());
+        assert!(p.check_host("r.corp.example").is_ok());
+        assert!(p.check_host("bad.corp.example").is_err());
+        assert!(p.check_host("docker.io").is_err());
+    }
+
+    #[test]
+    fn link_local_can_be_allowed() {
+        let p = HostPolicy {
+            allow_link_local: true,
+            ..HostPolicy::default()
+        };
+        assert!(p.check_host("169.254.169.254").is_ok());
+    }
+}

@@ -1,0 +1,348 @@
+//! Resolving an image at its registry: does the manifest exist for these credentials, what
+//! is its digest, and which platforms does it carry.
+//!
+//! [`Registry`] is the seam: [`Distribution`] speaks the distribution API over HTTP (one
+//! [`client::RegistryClient`] per registry and credential set), tests use doubles.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod http;
+pub mod tags;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moka::future::Cache;
+use serde::Serialize;
+
+use crate::credentials::Credential;
+use crate::metrics::Metrics;
+use crate::platform::{self, ManifestKind, Platform};
+use crate::reference::ImageRef;
+use client::{Head, RegistryClient, Shared, Tags, CONFIG_LIMIT};
+pub use error::{AuthProblem, FindingClass, RegistryError, Unreachable};
+use http::{HostPolicy, HttpClients, TransportConfig};
+
+/// What an image reference resolved to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// Digest of the manifest or index the reference points at.
+    pub digest: String,
+    /// Platforms of the image: every runnable entry of an index, or the config's platform.
+    pub platforms: Arc<ImagePlatforms>,
+}
+
+/// The platforms behind a digest; content-addressed, so cached for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImagePlatforms {
+    /// `true` for an index / manifest list (the kubelet picks an entry by platform and fails
+    /// the pull when none matches); `false` for a single manifest (pulled whatever its
+    /// platform; a wrong one fails at start with `exec format error`).
+    pub is_index: bool,
+    pub platforms: Vec<Platform>,
+}
+
+/// Resolves images; the real implementation is [`Distribution`].
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Resolves `image` with one credential (`None`: anonymous), as one attempt of the
+    /// kubelet's try-each-credential loop.
+    async fn resolve(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+    ) -> Result<Resolved, RegistryError>;
+}
+
+/// Settings for one registry, by the domain users write in image references
+/// (`docker.io`, `registry.example.com:5000`).
+#[derive(Clone, Debug, Default)]
+pub struct HostSettings {
+    /// Speak plain HTTP (containerd's `hosts.toml` with an `http://` server).
+    pub plain_http: bool,
+    /// Extra CA certificates (PEM) trusted for this registry only.
+    pub ca_pems: Vec<Vec<u8>>,
+    /// Nodes pull from this registry with their own credentials (credential provider
+    /// plugins for ECR/GCR/ACR, a node `config.json`): an unauthorized answer without pull
+    /// secrets is then not a finding.
+    pub node_credentials: bool,
+}
+
+/// Everything the registry side is configured with.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    pub hosts: HashMap<String, HostSettings>,
+    /// CA certificates (PEM) trusted for every registry, on top of the system roots.
+    pub global_ca_pems: Vec<Vec<u8>>,
+    pub policy: HostPolicy,
+    pub connect_timeout: Duration,
+    /// Limit for one HTTP request (the check's own deadline is usually shorter).
+    pub request_timeout: Duration,
+    /// Pages of 1,000 tags read at most when suggesting tags.
+    pub max_tag_pages: usize,
+    /// A client (and its tokens) for an idle credential set is dropped after this.
+    pub client_idle: Duration,
+    /// Most registry clients (registry × credential set) kept at once.
+    pub max_clients: u64,
+    /// Most digests whose platforms are remembered.
+    pub platform_cache_entries: u64,
+    pub user_agent: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            hosts: HashMap::new(),
+            global_ca_pems: Vec::new(),
+            policy: HostPolicy::default(),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(8),
+            max_tag_pages: 10,
+            client_idle: Duration::from_secs(600),
+            max_clients: 10_000,
+            platform_cache_entries: 100_000,
+            user_agent: concat!("pullcheck/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// Settings for a registry domain; defaults when none are configured.
+    pub fn host(&self, domain: &str) -> HostSettings {
+        self.hosts.get(domain).cloned().unwrap_or_default()
+    }
+
+    pub fn host_mut(&mut self, domain: &str) -> &mut HostSettings {
+        self.hosts.entry(domain.to_string()).or_default()
+    }
+}
+
+/// The distribution API over HTTP.
+pub struct Distribution {
+    config: Arc<RegistryConfig>,
+    http: HttpClients,
+    shared: Arc<Shared>,
+    /// (API host, credential fingerprint) → client; idle ones expire.
+    clients: Cache<(String, String), Arc<RegistryClient>>,
+    /// Digest → platforms. Content-addressed and verified, so shared by every tenant.
+    platforms: Cache<String, Arc<ImagePlatforms>>,
+}
+
+impl Distribution {
+    pub fn new(config: RegistryConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let transport = TransportConfig {
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            user_agent: config.user_agent.clone(),
+            policy: Arc::new(config.policy.clone()),
+        };
+        let host_cas: HashMap<String, Vec<Vec<u8>>> = config
+            .hosts
+            .iter()
+            .map(|(domain, s)| (api_host(domain).to_string(), s.ca_pems.clone()))
+            .collect();
+        let http = HttpClients::build(&transport, &config.global_ca_pems, &host_cas)?;
+        let shared = Arc::new(Shared {
+            transport,
+            challenges: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+            metrics,
+            max_tag_pages: config.max_tag_pages,
+        });
+        Ok(Self {
+            clients: Cache::builder()
+                .max_capacity(config.max_clients)
+                .time_to_idle(config.client_idle)
+                .build(),
+            platforms: Cache::builder()
+                .max_capacity(config.platform_cache_entries)
+                .build(),
+            config: Arc::new(config),
+            http,
+            shared,
+        })
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    async fn client(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+    ) -> Result<Arc<RegistryClient>, RegistryError> {
+        let host = image.registry_host().to_string();
+        let identity = credential.map_or_else(|| "anonymous".to_string(), |c| c.fingerprint());
+        let settings = self.config.host(image.domain());
+        self.clients
+            .try_get_with((host.clone(), identity), async {
+                RegistryClient::new(
+                    &host,
+                    settings.plain_http,
+                    self.http.for_host(&host).clone(),
+                    credential.cloned(),
+                    Arc::clone(&self.shared),
+                )
+                .map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// A HEAD found nothing: tell a missing repository from a missing tag or digest, and
+    /// suggest tags.
+    async fn explain_not_found(&self, client: &RegistryClient, image: &ImageRef) -> RegistryError {
+        let registry = image.domain().to_string();
+        let repository = image.path().to_string();
+        let listed = client.list_tags(image.path()).await;
+        if let Ok(Tags::Missing) = listed {
+            return RegistryError::RepositoryNotFound {
+                registry,
+                repository,
+            };
+        }
+        if let Some(digest) = image.digest() {
+            return RegistryError::DigestNotFound {
+                registry,
+                repository,
+                digest: digest.to_string(),
+            };
+        }
+        let tag = image.tag().unwrap_or("latest").to_string();
+        let closest = match listed {
+            Ok(Tags::Listed(all)) => tags::closest(&tag, &all, 3),
+            _ => Vec::new(),
+        };
+        RegistryError::TagNotFound {
+            registry,
+            repository,
+            tag,
+            closest,
+        }
+    }
+
+    async fn fetch_platforms(
+        &self,
+        client: &RegistryClient,
+        repository: &str,
+        digest: &str,
+    ) -> Result<ImagePlatforms, RegistryError> {
+        let (content_type, body) = client.get_manifest(repository, digest).await?;
+        let invalid = |detail: String| RegistryError::Unavailable {
+            host: String::new(),
+            cause: Unreachable::InvalidResponse,
+            detail,
+        };
+        match platform::parse_manifest(content_type.as_deref(), &body)
+            .map_err(|e| invalid(e.to_string()))?
+        {
+            ManifestKind::Index { platforms } => Ok(ImagePlatforms {
+                is_index: true,
+                platforms,
+            }),
+            ManifestKind::Image { config_digest, .. } => {
+                let config = client
+                    .get_blob(repository, &config_digest, CONFIG_LIMIT)
+                    .await?;
+                let p =
+                    platform::platform_from_config(&config).map_err(|e| invalid(e.to_string()))?;
+                Ok(ImagePlatforms {
+                    is_index: false,
+                    platforms: vec![p],
+                })
+            }
+        }
+    }
+}
+
+/// The host contacted for a registry domain.
+pub fn api_host(domain: &str) -> &str {
+    if domain == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        domain
+    }
+}
+
+#[async_trait]
+impl Registry for Distribution {
+    async fn resolve(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+    ) -> Result<Resolved, RegistryError> {
+        let client = self.client(image, credential).await?;
+        let repository = image.path();
+        let reference = image.manifest_reference();
+        let digest = match client.head_manifest(repository, reference).await? {
+            Head::NotFound => return Err(self.explain_not_found(&client, image).await),
+            Head::Found { digest, .. } => match (digest, image.digest()) {
+                (Some(found), Some(wanted)) if found != wanted => {
+                    // Same algorithm and a different digest is a registry that lies.
+                    if found.split(':').next() == wanted.split(':').next() {
+                        return Err(RegistryError::Unavailable {
+                            host: image.registry_host().to_string(),
+                            cause: Unreachable::InvalidResponse,
+                            detail: format!("asked for {wanted}, answered {found}"),
+                        });
+                    }
+                    wanted.to_string()
+                }
+                (Some(found), _) => found,
+                (None, Some(wanted)) => wanted.to_string(),
+                (None, None) => {
+                    // No Docker-Content-Digest: the digest is that of the content.
+                    let (_, body) = client.get_manifest(repository, reference).await?;
+                    client::sha256_digest(&body)
+                }
+            },
+        };
+        if !digest.starts_with("sha") || !digest.contains(':') {
+            return Err(RegistryError::Unavailable {
+                host: image.registry_host().to_string(),
+                cause: Unreachable::InvalidResponse,
+                detail: "Docker-Content-Digest is not a digest".into(),
+            });
+        }
+        let metrics = &self.shared.metrics;
+        let platforms = match self.platforms.get(&digest).await {
+            Some(p) => {
+                metrics.cache_event("platforms", "hit");
+                p
+            }
+            None => {
+                metrics.cache_event("platforms", "miss");
+                self.platforms
+                    .try_get_with(digest.clone(), async {
+                        self.fetch_platforms(&client, repository, &digest)
+                            .await
+                            .map(Arc::new)
+                    })
+                    .await
+                    .map_err(|e| with_host((*e).clone(), image.registry_host()))?
+            }
+        };
+        Ok(Resolved { digest, platforms })
+    }
+}
+
+fn with_host(err: RegistryError, host: &str) -> RegistryError {
+    match err {
+        RegistryError::Unavailable {
+            host: h,
+            cause,
+            detail,
+        } if h.is_empty() => RegistryError::Unavailable {
+            host: host.to_string(),
+            cause,
+            detail,
+        },
+        other => other,
+    }
+}
