@@ -42,6 +42,8 @@ pub struct ImageCheck {
     pub missing_platforms: Vec<Platform>,
     /// The credential source that worked (`secret/regcred`), when one was used.
     pub credential_source: Option<String>,
+    /// Sources of every credential that matched the registry, in the kubelet's order.
+    pub credentials_tried: Vec<String>,
     /// Age of the last good answer used while the registry fails.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
     pub stale_age: Option<Duration>,
@@ -58,6 +60,7 @@ impl ImageCheck {
             finding: None,
             missing_platforms: Vec::new(),
             credential_source: None,
+            credentials_tried: Vec::new(),
             stale_age: None,
             notes: Vec::new(),
         }
@@ -116,8 +119,13 @@ impl Checker {
         deadline: Instant,
         concurrency: usize,
     ) -> Vec<ImageCheck> {
-        futures::stream::iter(images)
+        // Futures built up front (they do nothing until polled): a closure over `&String`
+        // here would make the stream's future not `Send` for axum handlers.
+        let futures: Vec<_> = images
+            .iter()
             .map(|image| self.check(image, keyring, wanted, context, deadline))
+            .collect();
+        futures::stream::iter(futures)
             .buffered(concurrency.max(1))
             .collect()
             .await
@@ -184,6 +192,7 @@ impl Checker {
         out: &mut ImageCheck,
     ) -> Result<Option<Resolved>, Finding> {
         let matched = keyring.lookup(reference);
+        out.credentials_tried = matched.iter().map(|m| m.source.clone()).collect();
         let attempts: Vec<Option<&MatchedCredential>> = if matched.is_empty() {
             vec![None]
         } else {

@@ -33,10 +33,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the validating admission webhook (HTTPS on 0.0.0.0:8443 by default).
+    Serve(Box<crate::config::ServeArgs>),
     /// Parse and normalize image references like the kubelet (no network).
     Reference(ReferenceArgs),
     /// Resolve images against their registries and report what would not pull.
     Check(Box<CheckArgs>),
+    /// Create a CA and a serving certificate for `<service>.<namespace>.svc`.
+    Certs(crate::certs::CertsArgs),
 }
 
 #[derive(Debug, Args)]

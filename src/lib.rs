@@ -6,11 +6,20 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admission;
 pub mod cache;
+pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod cluster;
+pub mod config;
 pub mod credentials;
 pub mod metrics;
 pub mod platform;
+pub mod policy;
 pub mod reference;
 pub mod registry;
+pub mod serve;
+pub mod server;
+pub mod tls;
+pub mod workload;

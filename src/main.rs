@@ -8,13 +8,15 @@ use pullcheck::cli::{self, Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PULLCHECK_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    if !matches!(cli.command, Command::Serve(_)) {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("PULLCHECK_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .init();
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -27,14 +29,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
         Command::Reference(args) => Ok(cli::run_reference(&args, &mut out)?),
         Command::Check(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
             let mut err = std::io::stderr();
-            Ok(runtime.block_on(cli::run_check(&args, &mut out, &mut err))?)
+            Ok(runtime()?.block_on(cli::run_check(&args, &mut out, &mut err))?)
         }
+        Command::Serve(args) => {
+            runtime()?.block_on(pullcheck::serve::run(*args))?;
+            Ok(cli::EXIT_OK)
+        }
+        Command::Certs(args) => Ok(pullcheck::certs::run_certs(&args, &mut out)?),
     }
 }

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The class of a finding: what the policy decides on (deny, warn, audit) and what
 /// `pullcheck check --format json` prints as `verdict`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingClass {
     InvalidReference,
@@ -207,7 +207,10 @@ fn unauthorized_message(registry: &str, repository: &str, problem: AuthProblem) 
 
 fn unreachable_message(host: &str, cause: &Unreachable, detail: &str) -> String {
     let what = match cause {
-        Unreachable::Dns => format!("the name {} does not resolve (DNS)", host_only(host)),
+        // The resolver's own words add nothing to this.
+        Unreachable::Dns => {
+            return format!("registry unavailable: the name {} does not resolve (DNS)", host_only(host))
+        }
         Unreachable::ConnectionRefused => format!("{host} refused the connection"),
         Unreachable::Connect => format!("cannot connect to {host}"),
         Unreachable::Tls => format!("TLS with {host} failed"),

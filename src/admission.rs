@@ -1,0 +1,584 @@
+//! One AdmissionReview in, one AdmissionResponse out: find the PodSpec, skip what cannot
+//! change a pull (other kinds, DELETE, scale), gather the credentials the kubelet would use
+//! and the platforms the Pod may land on, check the images, and let the policy decide.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::DynamicObject;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::check::{Checker, Context, Finding, ImageCheck};
+use crate::cluster::{Cluster, ClusterError};
+use crate::credentials::{self, Keyring};
+use crate::metrics::Metrics;
+use crate::platform::Platform;
+use crate::policy::{self, Actions, Decision, Located, Mode};
+use crate::reference::ImageRef;
+use crate::registry::{error::human_duration, http::glob_match, FindingClass};
+use crate::workload::{self, ImageSlot, ImageUse, PlatformConstraint, PullChange, WorkloadKind};
+
+/// What to do with Pods owned by a controller (their template was checked when the
+/// Deployment, Job, … was admitted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnedPods {
+    /// Check them like any Pod, in the route's mode.
+    Check,
+    /// Check them and record findings in audit annotations only.
+    Audit,
+    /// Do not check them at all.
+    Skip,
+}
+
+/// Webhook settings, from flags and the config file.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Mode of `POST /validate`.
+    pub default_mode: Mode,
+    pub actions: Actions,
+    pub owned_pods: OwnedPods,
+    /// Namespaces never checked (globs).
+    pub exempt_namespaces: Vec<String>,
+    /// Images never checked (globs over the image as written and its canonical form).
+    pub exempt_images: Vec<String>,
+    /// Images of one object resolved at once.
+    pub concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_mode: Mode::Warn,
+            actions: Actions::default(),
+            owned_pods: OwnedPods::Audit,
+            exempt_namespaces: Vec::new(),
+            exempt_images: Vec::new(),
+            concurrency: 16,
+        }
+    }
+}
+
+/// The decision engine of the webhook.
+pub struct Webhook {
+    pub checker: Arc<Checker>,
+    pub cluster: Arc<dyn Cluster>,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A response with the labels of its decision, for metrics and logs.
+pub struct Reviewed {
+    pub response: AdmissionResponse,
+    /// `allowed`, `denied`, `warned`, `skipped`.
+    pub decision: &'static str,
+    pub mode: Mode,
+}
+
+/// The credentials of a PodSpec as the kubelet builds them.
+struct Secrets {
+    keyring: Keyring,
+    /// Where the names came from: `imagePullSecrets` or `ServiceAccount "x"`.
+    origin: String,
+    names: Vec<String>,
+    missing: Vec<String>,
+    /// (name, type) of secrets the kubelet ignores.
+    wrong_type: Vec<(String, String)>,
+    /// (name, problem) of secrets that make the kubelet fail every pull.
+    broken: Vec<(String, String)>,
+    cluster_error: Option<ClusterError>,
+}
+
+impl Webhook {
+    /// Answers one request. `route_mode`: the mode of the path, `None` for `/validate`.
+    pub async fn review(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        route_mode: Option<Mode>,
+        deadline: Instant,
+    ) -> Reviewed {
+        let mut mode = route_mode.unwrap_or(self.settings.default_mode);
+        let mut response = AdmissionResponse::from(req);
+        let skip = |response: AdmissionResponse, mode| Reviewed {
+            response,
+            decision: "skipped",
+            mode,
+        };
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return skip(response, mode);
+        }
+        let Some(kind) = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
+            return skip(response, mode);
+        };
+        let ephemeral = req.sub_resource.as_deref() == Some("ephemeralcontainers");
+        if req.sub_resource.is_some() && !ephemeral {
+            return skip(response, mode);
+        }
+        let namespace = req.namespace.clone().unwrap_or_default();
+        if self
+            .settings
+            .exempt_namespaces
+            .iter()
+            .any(|g| glob_match(g, &namespace))
+        {
+            response
+                .audit_annotations
+                .insert("skipped".into(), "namespace exempt".into());
+            return skip(response, mode);
+        }
+        let Some(object) = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok()) else {
+            return skip(response, mode);
+        };
+        let subject = format!("{} {}/{}", kind.as_str(), namespace, display_name(req));
+        let workload = match workload::decode(kind, &object) {
+            Ok(w) => w,
+            Err(e) => {
+                // The API server validated the object; failing to read it is our limit,
+                // not the user's mistake: admit and say so.
+                response.warnings = Some(vec![policy::truncate(
+                    &format!("pullcheck could not read {subject}: {e}"),
+                    policy::WARNING_LIMIT,
+                )]);
+                return skip(response, mode);
+            }
+        };
+        if kind == WorkloadKind::Pod && workload.controller.is_some() && !ephemeral {
+            match self.settings.owned_pods {
+                OwnedPods::Skip => return skip(response, mode),
+                OwnedPods::Audit => mode = Mode::Audit,
+                OwnedPods::Check => {}
+            }
+        }
+
+        // UPDATE: only what changed can change a pull.
+        let change = match (&req.operation, req.old_object.as_ref()) {
+            (Operation::Update, Some(old)) => match serde_json::to_value(old)
+                .ok()
+                .and_then(|v| workload::decode(kind, &v).ok())
+            {
+                Some(old) => workload::diff(&old.spec, &workload.spec),
+                None => PullChange::Everything,
+            },
+            _ => PullChange::Everything,
+        };
+        let only: Option<BTreeSet<String>> = match change {
+            PullChange::Nothing => {
+                response
+                    .audit_annotations
+                    .insert("skipped".into(), "no change to images, pull secrets, service account or platform".into());
+                return skip(response, mode);
+            }
+            PullChange::Images(images) => Some(images.into_iter().collect()),
+            PullChange::Everything => None,
+        };
+
+        let mut advisories: Vec<String> = Vec::new();
+        let mut uses: Vec<ImageUse> = Vec::new();
+        for u in workload::images(&workload.spec) {
+            if only.as_ref().is_some_and(|o| !o.contains(&u.image)) {
+                continue;
+            }
+            if u.pull_never() {
+                advisories.push(format!(
+                    "{} ({}): imagePullPolicy Never, not checked: the image must already be on the node",
+                    place(&u),
+                    u.image
+                ));
+                continue;
+            }
+            if self.exempt_image(&u.image) {
+                continue;
+            }
+            uses.push(u);
+        }
+        if uses.is_empty() {
+            let decision = self.finish(&mut response, mode, &subject, &[], advisories, &[]);
+            return Reviewed { response, decision, mode };
+        }
+
+        let secrets = self.secrets(kind, &workload.spec, &namespace).await;
+        let constraint = PlatformConstraint::of(&workload.spec);
+        let wanted = self.wanted_platforms(&constraint);
+
+        // The same image in several containers is resolved once.
+        let mut distinct: Vec<String> = uses.iter().map(|u| u.image.clone()).collect();
+        distinct.sort();
+        distinct.dedup();
+        let checks = self
+            .checker
+            .check_all(
+                &distinct,
+                &secrets.keyring,
+                &wanted,
+                Context::Cluster,
+                deadline,
+                self.settings.concurrency,
+            )
+            .await;
+        let by_image: HashMap<&str, &ImageCheck> =
+            checks.iter().map(|c| (c.image.as_str(), c)).collect();
+
+        let mut findings: Vec<Located> = Vec::new();
+        for (name, problem) in &secrets.broken {
+            findings.push(Located {
+                place: format!("imagePullSecrets: secret {name:?}"),
+                image: String::new(),
+                finding: Finding {
+                    class: FindingClass::SecretInvalid,
+                    message: format!("{problem}: the kubelet fails every image pull of this Pod"),
+                    hint: Some(format!("recreate it: kubectl create secret docker-registry {name} -n {namespace} --docker-server=<registry> --docker-username=<user> --docker-password=<password>")),
+                },
+            });
+        }
+        let unattached = self.unattached_suggestions(&checks, &secrets, &namespace).await;
+        for u in &uses {
+            let Some(check) = by_image.get(u.image.as_str()) else {
+                continue;
+            };
+            if !check.missing_platforms.is_empty() && !constraint.is_constrained() {
+                let missing: Vec<String> =
+                    check.missing_platforms.iter().map(ToString::to_string).collect();
+                let have: Vec<String> = check
+                    .resolved
+                    .as_ref()
+                    .map(|r| r.platforms.platforms.iter().map(|p| p.architecture.clone()).collect())
+                    .unwrap_or_default();
+                advisories.push(format!(
+                    "{} ({}): no {} variant: Pods placed on such nodes fail to pull; add nodeSelector kubernetes.io/arch: {}",
+                    place(u),
+                    u.image,
+                    missing.join(", "),
+                    have.first().cloned().unwrap_or_default()
+                ));
+            }
+            let Some(finding) = &check.finding else {
+                continue;
+            };
+            let finding = self.explain(finding, check, &secrets, &namespace, &constraint, &unattached);
+            findings.push(Located {
+                place: place(u),
+                image: u.image.clone(),
+                finding,
+            });
+        }
+        if secrets.broken.is_empty() && !secrets.missing.is_empty() && findings.is_empty() {
+            advisories.push(format!(
+                "{}: {} not found in namespace {namespace} (the kubelet skips missing pull secrets)",
+                secrets.origin,
+                quote_list(&secrets.missing)
+            ));
+        }
+        let decision = self.finish(&mut response, mode, &subject, &findings, advisories, &checks);
+        Reviewed {
+            response,
+            decision,
+            mode,
+        }
+    }
+
+    fn exempt_image(&self, image: &str) -> bool {
+        let canonical = ImageRef::parse(image).map(|r| r.canonical()).ok();
+        self.settings.exempt_images.iter().any(|g| {
+            glob_match(g, &image.to_ascii_lowercase())
+                || canonical.as_deref().is_some_and(|c| glob_match(g, c))
+        })
+    }
+
+    /// Pull secrets as the kubelet reads them: the Pod's `imagePullSecrets`, or — for pod
+    /// templates, which ServiceAccount admission never touches — its ServiceAccount's.
+    async fn secrets(&self, kind: WorkloadKind, spec: &k8s_openapi::api::core::v1::PodSpec, namespace: &str) -> Secrets {
+        let mut out = Secrets {
+            keyring: Keyring::new(),
+            origin: "imagePullSecrets".into(),
+            names: workload::pull_secret_names(spec),
+            missing: Vec::new(),
+            wrong_type: Vec::new(),
+            broken: Vec::new(),
+            cluster_error: None,
+        };
+        if out.names.is_empty() && kind.is_template() {
+            let sa = workload::service_account(spec);
+            match self.cluster.service_account_pull_secrets(namespace, &sa).await {
+                Ok(Some(names)) => {
+                    out.names = names;
+                    out.origin = format!("imagePullSecrets of ServiceAccount {sa:?}");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.cluster_error = Some(e);
+                    return out;
+                }
+            }
+        }
+        let reads = futures::future::join_all(
+            out.names
+                .iter()
+                .map(|name| self.cluster.secret(namespace, name)),
+        )
+        .await;
+        for (name, read) in out.names.clone().into_iter().zip(reads) {
+            match read {
+                Ok(None) => out.missing.push(name),
+                Ok(Some(secret)) => match credentials::parse_secret(&secret.secret_type, &secret.data) {
+                    Ok(Some(config)) => {
+                        out.keyring.add(&format!("secret/{name}"), &config);
+                    }
+                    Ok(None) => out.wrong_type.push((name, secret.secret_type.clone())),
+                    Err(e) => out.broken.push((name, e.to_string())),
+                },
+                Err(e) => out.cluster_error = Some(e),
+            }
+        }
+        out
+    }
+
+    /// The platforms the Pod may run on: the cluster's nodes that its constraints allow,
+    /// else what the constraints name.
+    fn wanted_platforms(&self, constraint: &PlatformConstraint) -> Vec<Platform> {
+        if let Some(nodes) = self.cluster.node_platforms().filter(|n| !n.is_empty()) {
+            let allowed = constraint.filter(&nodes);
+            if !allowed.is_empty() {
+                return allowed;
+            }
+        }
+        constraint.explicit_platforms().unwrap_or_default()
+    }
+
+    /// For images refused for lack of credentials: secrets of the namespace that hold
+    /// credentials for the image's registry but are not attached. Read only when needed.
+    async fn unattached_suggestions(
+        &self,
+        checks: &[ImageCheck],
+        secrets: &Secrets,
+        namespace: &str,
+    ) -> HashMap<String, Vec<String>> {
+        let needs: Vec<&ImageCheck> = checks
+            .iter()
+            .filter(|c| c.class() == Some(FindingClass::Unauthorized))
+            .collect();
+        let mut out = HashMap::new();
+        if needs.is_empty() || secrets.cluster_error.is_some() {
+            return out;
+        }
+        let Ok(all) = self.cluster.pull_secrets_in(namespace).await else {
+            return out;
+        };
+        for check in needs {
+            let Ok(reference) = ImageRef::parse(&check.image) else {
+                continue;
+            };
+            let mut names = Vec::new();
+            for (name, secret) in &all {
+                if secrets.names.contains(name) {
+                    continue;
+                }
+                if let Ok(Some(config)) = credentials::parse_secret(&secret.secret_type, &secret.data) {
+                    let mut k = Keyring::new();
+                    k.add(name, &config);
+                    if !k.lookup(&reference).is_empty() {
+                        names.push(name.clone());
+                    }
+                }
+            }
+            out.insert(check.image.clone(), names);
+        }
+        out
+    }
+
+    /// Rewrites a registry finding in terms of the Pod's secrets.
+    fn explain(
+        &self,
+        finding: &Finding,
+        check: &ImageCheck,
+        secrets: &Secrets,
+        namespace: &str,
+        constraint: &PlatformConstraint,
+        unattached: &HashMap<String, Vec<String>>,
+    ) -> Finding {
+        let mut f = finding.clone();
+        if let Some(age) = check.stale_age {
+            f.message.push_str(&format!(
+                "; the last good answer ({} ago) says it pulls",
+                human_duration(age)
+            ));
+        }
+        if f.class == FindingClass::PlatformMismatch && constraint.is_constrained() {
+            f.message.push_str(&format!(" (the Pod requires {})", constraint.describe()));
+        }
+        if f.class != FindingClass::Unauthorized {
+            return f;
+        }
+        if let Some(e) = &secrets.cluster_error {
+            return Finding {
+                class: FindingClass::Unavailable,
+                message: format!("{}; pullcheck could not read the pull secrets: {e}", f.message),
+                hint: None,
+            };
+        }
+        if !check.credentials_tried.is_empty() {
+            return f;
+        }
+        let registry = ImageRef::parse(&check.image)
+            .map(|r| r.domain().to_string())
+            .unwrap_or_default();
+        let suggestion = unattached
+            .get(&check.image)
+            .filter(|names| !names.is_empty())
+            .map(|names| {
+                let entries: Vec<String> = names.iter().map(|n| format!("{{name: {n}}}")).collect();
+                format!(
+                    "secret {} in {namespace} has credentials for {registry}: add imagePullSecrets: [{}]",
+                    quote_list(names),
+                    entries.join(", ")
+                )
+            });
+        let create = format!(
+            "kubectl create secret docker-registry <name> -n {namespace} --docker-server={registry} --docker-username=<user> --docker-password=<password>, then list it in imagePullSecrets"
+        );
+        if !secrets.missing.is_empty() {
+            return Finding {
+                class: FindingClass::SecretMissing,
+                message: format!(
+                    "{}; {} {} not exist in namespace {namespace} (the kubelet skips it and pulls anonymously)",
+                    f.message,
+                    quote_list(&secrets.missing),
+                    if secrets.missing.len() == 1 { "does" } else { "do" }
+                ),
+                hint: Some(suggestion.unwrap_or_else(|| format!("create it: {create}"))),
+            };
+        }
+        if !secrets.wrong_type.is_empty() {
+            let list: Vec<String> = secrets
+                .wrong_type
+                .iter()
+                .map(|(n, t)| format!("{n:?} has type {t:?}"))
+                .collect();
+            return Finding {
+                class: FindingClass::SecretInvalid,
+                message: format!(
+                    "{}; secret {}: the kubelet reads only kubernetes.io/dockerconfigjson and kubernetes.io/dockercfg secrets",
+                    f.message,
+                    list.join(", ")
+                ),
+                hint: Some(suggestion.unwrap_or(create)),
+            };
+        }
+        if !secrets.names.is_empty() {
+            f.message = format!(
+                "{}; none of the pull secrets ({}) has credentials for {registry}",
+                f.message,
+                quote_list(&secrets.names)
+            );
+        }
+        f.hint = Some(suggestion.unwrap_or(create));
+        f
+    }
+
+    /// Fills the response: decision, warnings, audit annotations. Returns the decision label.
+    fn finish(
+        &self,
+        response: &mut AdmissionResponse,
+        mode: Mode,
+        subject: &str,
+        findings: &[Located],
+        advisories: Vec<String>,
+        checks: &[ImageCheck],
+    ) -> &'static str {
+        let Decision { deny, mut warnings } =
+            policy::decide(mode, &self.settings.actions, subject, findings);
+        if mode != Mode::Audit {
+            warnings.extend(
+                advisories
+                    .iter()
+                    .map(|a| policy::truncate(a, policy::WARNING_LIMIT)),
+            );
+            warnings.truncate(policy::MAX_WARNINGS);
+        }
+        #[derive(Serialize)]
+        struct Resolved<'a> {
+            image: &'a str,
+            digest: Option<&'a str>,
+        }
+        let resolved: Vec<Resolved<'_>> = checks
+            .iter()
+            .map(|c| Resolved {
+                image: &c.image,
+                digest: c.resolved.as_ref().map(|r| r.digest.as_str()),
+            })
+            .collect();
+        let annotations = &mut response.audit_annotations;
+        annotations.insert("mode".into(), mode.as_str().into());
+        if let Ok(v) = serde_json::to_string(&resolved) {
+            annotations.insert("images".into(), v);
+        }
+        if !findings.is_empty() {
+            #[derive(Serialize)]
+            struct F<'a> {
+                place: &'a str,
+                image: &'a str,
+                class: FindingClass,
+                message: &'a str,
+            }
+            let list: Vec<F<'_>> = findings
+                .iter()
+                .map(|l| F {
+                    place: &l.place,
+                    image: &l.image,
+                    class: l.finding.class,
+                    message: &l.finding.message,
+                })
+                .collect();
+            if let Ok(v) = serde_json::to_string(&list) {
+                annotations.insert("findings".into(), v);
+            }
+        }
+        if !advisories.is_empty() {
+            annotations.insert("notes".into(), advisories.join("\n"));
+        }
+        if !warnings.is_empty() {
+            response.warnings = Some(warnings);
+        }
+        match deny {
+            Some(message) => {
+                response.allowed = false;
+                response.result.message = message;
+                response.result.code = 403;
+                response.result.reason = "Forbidden".into();
+                "denied"
+            }
+            None if response.warnings.is_some() => "warned",
+            None => "allowed",
+        }
+    }
+}
+
+fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
+    if !req.name.is_empty() {
+        return req.name.clone();
+    }
+    req.object
+        .as_ref()
+        .and_then(|o| o.metadata.generate_name.clone())
+        .map(|g| format!("{g}*"))
+        .unwrap_or_else(|| "<unnamed>".into())
+}
+
+fn place(u: &ImageUse) -> String {
+    let what = match u.slot {
+        ImageSlot::Container => "container",
+        ImageSlot::InitContainer => "initContainer",
+        ImageSlot::EphemeralContainer => "ephemeralContainer",
+        ImageSlot::ImageVolume => "image volume",
+    };
+    format!("{what} {:?}", u.name)
+}
+
+fn quote_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,166 @@
+//! HTTP side of the webhook: routes, body limit, deadline from `?timeout=`, metrics and a
+//! tracing span per review. Handlers only decode and encode; [`Webhook::review`] decides.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+use serde::Deserialize;
+use tracing::{field::Empty, Instrument};
+
+use crate::admission::Webhook;
+use crate::cli::parse_duration;
+use crate::config::Deadline;
+use crate::metrics::{AdmissionLabels, Metrics};
+use crate::policy::Mode;
+
+/// Shared state of the handlers.
+pub struct AppState {
+    /// Decides on reviews.
+    pub webhook: Arc<Webhook>,
+    pub metrics: Arc<Metrics>,
+    pub deadline: Deadline,
+    /// Ready once the server listens; false again while shutting down.
+    pub ready: AtomicBool,
+    /// Said on `/readyz` (e.g. "no cluster: …").
+    pub status: String,
+}
+
+/// The routes, for `serve` and for tests (`tower::ServiceExt::oneshot`).
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/validate", post(validate_default))
+        .route("/validate/{mode}", post(validate_mode))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewQuery {
+    timeout: Option<String>,
+}
+
+async fn validate_default(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ReviewQuery>,
+    body: Bytes,
+) -> Response {
+    validate(state, None, q, body).await
+}
+
+async fn validate_mode(
+    State(state): State<Arc<AppState>>,
+    Path(mode): Path<String>,
+    Query(q): Query<ReviewQuery>,
+    body: Bytes,
+) -> Response {
+    match mode.parse::<Mode>() {
+        Ok(m) => validate(state, Some(m), q, body).await,
+        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    }
+}
+
+fn bad_request(state: &AppState, message: String) -> Response {
+    state
+        .metrics
+        .admissions
+        .get_or_create(&AdmissionLabels {
+            kind: String::new(),
+            operation: String::new(),
+            mode: "",
+            decision: "invalid",
+        })
+        .inc();
+    tracing::warn!(%message, "undecodable AdmissionReview");
+    (StatusCode::BAD_REQUEST, message + "\n").into_response()
+}
+
+async fn validate(state: Arc<AppState>, mode: Option<Mode>, q: ReviewQuery, body: Bytes) -> Response {
+    let started = tokio::time::Instant::now();
+    let timeout = q.timeout.as_deref().and_then(|t| parse_duration(t).ok());
+    let deadline = started + state.deadline.budget(timeout);
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&state, format!("invalid AdmissionReview: {e}")),
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(_) => return bad_request(&state, "AdmissionReview has no request".into()),
+    };
+    let span = tracing::info_span!(
+        "review",
+        uid = %request.uid,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        kind = %request.kind.kind,
+        name = %request.name,
+        operation = ?request.operation,
+        dry_run = request.dry_run,
+        decision = Empty,
+        mode = Empty,
+    );
+    let reviewed = state
+        .webhook
+        .review(&request, mode, deadline)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    span.record("decision", reviewed.decision);
+    span.record("mode", reviewed.mode.as_str());
+    span.in_scope(|| {
+        tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1000.0, "reviewed");
+    });
+    state
+        .metrics
+        .admissions
+        .get_or_create(&AdmissionLabels {
+            kind: request.kind.kind.clone(),
+            operation: operation_label(&request.operation).into(),
+            mode: reviewed.mode.as_str(),
+            decision: reviewed.decision,
+        })
+        .inc();
+    state.metrics.admission_seconds.observe(elapsed.as_secs_f64());
+    Json(reviewed.response.into_review()).into_response()
+}
+
+fn operation_label(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, format!("ok{}\n", state.status)).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Grace period for in-flight reviews at shutdown (the API server waits at most 30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);

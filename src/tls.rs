@@ -1,0 +1,132 @@
+//! Serving certificate: loaded from PEM files and re-read when they change (Kubernetes
+//! updates a mounted Secret by swapping symlinks; we compare contents, so any kind of
+//! replacement is seen), or generated self-signed when none is given.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// Hands the current certificate to every new TLS connection.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertResolver {
+    pub fn new(key: CertifiedKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(key)),
+        }
+    }
+
+    pub fn set(&self, key: CertifiedKey) {
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(key);
+        }
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| Arc::clone(&c))
+    }
+}
+
+/// Parses a certificate chain and private key from PEM.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("certificate file holds no PEM certificate".into());
+    }
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| format!("key PEM: {e}"))?
+        .ok_or("key file holds no PEM private key")?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    CertifiedKey::from_der(certs, key, &provider).map_err(|e| format!("certificate and key: {e}"))
+}
+
+/// A rustls server configuration offering HTTP/2 and HTTP/1.1 with `resolver`'s certificate.
+pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Certificate and key file contents as last read.
+type Contents = (Vec<u8>, Vec<u8>);
+
+/// Files to watch.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CertFiles {
+    fn read(&self) -> Result<Contents, String> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        Ok((read(&self.cert)?, read(&self.key)?))
+    }
+
+    /// Loads the files once.
+    pub fn load(&self) -> Result<(CertifiedKey, Contents), String> {
+        let (cert, key) = self.read()?;
+        Ok((certified_key(&cert, &key)?, (cert, key)))
+    }
+
+    /// Re-reads the files every `interval`; installs a new certificate when their contents
+    /// change and parse; keeps the old one (and logs) when they do not parse (a half-written
+    /// update is retried on the next tick).
+    pub fn watch(
+        self,
+        resolver: Arc<CertResolver>,
+        mut loaded: Contents,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let files = self.clone();
+                let Ok(Ok(now)) = tokio::task::spawn_blocking(move || files.read()).await else {
+                    continue;
+                };
+                if now == loaded {
+                    continue;
+                }
+                match certified_key(&now.0, &now.1) {
+                    Ok(key) => {
+                        resolver.set(key);
+                        loaded = now;
+                        tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, cert = %self.cert.display(), "new certificate not usable yet; keeping the current one");
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(certified_key(b"nope", b"nope").is_err());
+        assert!(certified_key(b"", b"").is_err());
+    }
+}
