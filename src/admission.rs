@@ -65,6 +65,9 @@ impl Default for Settings {
 pub struct Webhook {
     pub checker: Arc<Checker>,
     pub cluster: Arc<dyn Cluster>,
+    /// The webhook's own credentials (`--docker-config`): what the nodes hold besides pull
+    /// secrets, tried after them like the kubelet's node keyring.
+    pub node_keyring: Arc<Keyring>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
 }
@@ -128,7 +131,11 @@ impl Webhook {
                 .insert("skipped".into(), "namespace exempt".into());
             return skip(response, mode);
         }
-        let Some(object) = req.object.as_ref().and_then(|o| serde_json::to_value(o).ok()) else {
+        let Some(object) = req
+            .object
+            .as_ref()
+            .and_then(|o| serde_json::to_value(o).ok())
+        else {
             return skip(response, mode);
         };
         let subject = format!("{} {}/{}", kind.as_str(), namespace, display_name(req));
@@ -165,9 +172,10 @@ impl Webhook {
         };
         let only: Option<BTreeSet<String>> = match change {
             PullChange::Nothing => {
-                response
-                    .audit_annotations
-                    .insert("skipped".into(), "no change to images, pull secrets, service account or platform".into());
+                response.audit_annotations.insert(
+                    "skipped".into(),
+                    "no change to images, pull secrets, service account or platform".into(),
+                );
                 return skip(response, mode);
             }
             PullChange::Images(images) => Some(images.into_iter().collect()),
@@ -195,7 +203,11 @@ impl Webhook {
         }
         if uses.is_empty() {
             let decision = self.finish(&mut response, mode, &subject, &[], advisories, &[]);
-            return Reviewed { response, decision, mode };
+            return Reviewed {
+                response,
+                decision,
+                mode,
+            };
         }
 
         let secrets = self.secrets(kind, &workload.spec, &namespace).await;
@@ -232,18 +244,29 @@ impl Webhook {
                 },
             });
         }
-        let unattached = self.unattached_suggestions(&checks, &secrets, &namespace).await;
+        let unattached = self
+            .unattached_suggestions(&checks, &secrets, &namespace)
+            .await;
         for u in &uses {
             let Some(check) = by_image.get(u.image.as_str()) else {
                 continue;
             };
             if !check.missing_platforms.is_empty() && !constraint.is_constrained() {
-                let missing: Vec<String> =
-                    check.missing_platforms.iter().map(ToString::to_string).collect();
+                let missing: Vec<String> = check
+                    .missing_platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 let have: Vec<String> = check
                     .resolved
                     .as_ref()
-                    .map(|r| r.platforms.platforms.iter().map(|p| p.architecture.clone()).collect())
+                    .map(|r| {
+                        r.platforms
+                            .platforms
+                            .iter()
+                            .map(|p| p.architecture.clone())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 advisories.push(format!(
                     "{} ({}): no {} variant: Pods placed on such nodes fail to pull; add nodeSelector kubernetes.io/arch: {}",
@@ -256,7 +279,14 @@ impl Webhook {
             let Some(finding) = &check.finding else {
                 continue;
             };
-            let finding = self.explain(finding, check, &secrets, &namespace, &constraint, &unattached);
+            let finding = self.explain(
+                finding,
+                check,
+                &secrets,
+                &namespace,
+                &constraint,
+                &unattached,
+            );
             findings.push(Located {
                 place: place(u),
                 image: u.image.clone(),
@@ -270,7 +300,14 @@ impl Webhook {
                 quote_list(&secrets.missing)
             ));
         }
-        let decision = self.finish(&mut response, mode, &subject, &findings, advisories, &checks);
+        let decision = self.finish(
+            &mut response,
+            mode,
+            &subject,
+            &findings,
+            advisories,
+            &checks,
+        );
         Reviewed {
             response,
             decision,
@@ -288,7 +325,12 @@ impl Webhook {
 
     /// Pull secrets as the kubelet reads them: the Pod's `imagePullSecrets`, or — for pod
     /// templates, which ServiceAccount admission never touches — its ServiceAccount's.
-    async fn secrets(&self, kind: WorkloadKind, spec: &k8s_openapi::api::core::v1::PodSpec, namespace: &str) -> Secrets {
+    async fn secrets(
+        &self,
+        kind: WorkloadKind,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        namespace: &str,
+    ) -> Secrets {
         let mut out = Secrets {
             keyring: Keyring::new(),
             origin: "imagePullSecrets".into(),
@@ -300,7 +342,11 @@ impl Webhook {
         };
         if out.names.is_empty() && kind.is_template() {
             let sa = workload::service_account(spec);
-            match self.cluster.service_account_pull_secrets(namespace, &sa).await {
+            match self
+                .cluster
+                .service_account_pull_secrets(namespace, &sa)
+                .await
+            {
                 Ok(Some(names)) => {
                     out.names = names;
                     out.origin = format!("imagePullSecrets of ServiceAccount {sa:?}");
@@ -308,6 +354,7 @@ impl Webhook {
                 Ok(None) => {}
                 Err(e) => {
                     out.cluster_error = Some(e);
+                    out.keyring = Keyring::new().with_fallback(Arc::clone(&self.node_keyring));
                     return out;
                 }
             }
@@ -321,16 +368,20 @@ impl Webhook {
         for (name, read) in out.names.clone().into_iter().zip(reads) {
             match read {
                 Ok(None) => out.missing.push(name),
-                Ok(Some(secret)) => match credentials::parse_secret(&secret.secret_type, &secret.data) {
-                    Ok(Some(config)) => {
-                        out.keyring.add(&format!("secret/{name}"), &config);
+                Ok(Some(secret)) => {
+                    match credentials::parse_secret(&secret.secret_type, &secret.data) {
+                        Ok(Some(config)) => {
+                            out.keyring.add(&format!("secret/{name}"), &config);
+                        }
+                        Ok(None) => out.wrong_type.push((name, secret.secret_type.clone())),
+                        Err(e) => out.broken.push((name, e.to_string())),
                     }
-                    Ok(None) => out.wrong_type.push((name, secret.secret_type.clone())),
-                    Err(e) => out.broken.push((name, e.to_string())),
-                },
+                }
                 Err(e) => out.cluster_error = Some(e),
             }
         }
+        out.keyring =
+            std::mem::take(&mut out.keyring).with_fallback(Arc::clone(&self.node_keyring));
         out
     }
 
@@ -374,7 +425,9 @@ impl Webhook {
                 if secrets.names.contains(name) {
                     continue;
                 }
-                if let Ok(Some(config)) = credentials::parse_secret(&secret.secret_type, &secret.data) {
+                if let Ok(Some(config)) =
+                    credentials::parse_secret(&secret.secret_type, &secret.data)
+                {
                     let mut k = Keyring::new();
                     k.add(name, &config);
                     if !k.lookup(&reference).is_empty() {
@@ -405,7 +458,8 @@ impl Webhook {
             ));
         }
         if f.class == FindingClass::PlatformMismatch && constraint.is_constrained() {
-            f.message.push_str(&format!(" (the Pod requires {})", constraint.describe()));
+            f.message
+                .push_str(&format!(" (the Pod requires {})", constraint.describe()));
         }
         if f.class != FindingClass::Unauthorized {
             return f;
@@ -413,7 +467,10 @@ impl Webhook {
         if let Some(e) = &secrets.cluster_error {
             return Finding {
                 class: FindingClass::Unavailable,
-                message: format!("{}; pullcheck could not read the pull secrets: {e}", f.message),
+                message: format!(
+                    "{}; pullcheck could not read the pull secrets: {e}",
+                    f.message
+                ),
                 hint: None,
             };
         }
@@ -581,4 +638,191 @@ fn quote_list(names: &[String]) -> String {
         .map(|n| format!("{n:?}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CacheConfig, CachedRegistry};
+    use crate::cluster::{InMemoryCluster, SecretData};
+    use crate::credentials::Credential;
+    use crate::registry::{
+        AuthProblem, ImagePlatforms, Registry, RegistryConfig, RegistryError, Resolved,
+    };
+    use async_trait::async_trait;
+    use kube::core::admission::AdmissionReview;
+    use std::time::Duration;
+
+    /// A registry where `private/…` needs the user "alice" and everything else is public.
+    struct Fake;
+
+    #[async_trait]
+    impl Registry for Fake {
+        async fn resolve(
+            &self,
+            image: &ImageRef,
+            credential: Option<&Credential>,
+        ) -> Result<Resolved, RegistryError> {
+            if image.path().starts_with("private/")
+                && credential.is_none_or(|c| c.username() != "alice")
+            {
+                return Err(RegistryError::Unauthorized {
+                    registry: image.domain().into(),
+                    repository: image.path().into(),
+                    problem: if credential.is_some() {
+                        AuthProblem::CredentialsRefused
+                    } else {
+                        AuthProblem::NoCredentials
+                    },
+                });
+            }
+            if image.tag() == Some("missing") {
+                return Err(RegistryError::TagNotFound {
+                    registry: image.domain().into(),
+                    repository: image.path().into(),
+                    tag: "missing".into(),
+                    closest: vec!["1.0".into()],
+                });
+            }
+            Ok(Resolved {
+                digest: format!("sha256:{}", "0".repeat(64)),
+                platforms: Arc::new(ImagePlatforms {
+                    is_index: true,
+                    platforms: vec![Platform::new("linux", "amd64", None)],
+                }),
+            })
+        }
+    }
+
+    fn webhook(cluster: Arc<InMemoryCluster>) -> Webhook {
+        let metrics = Arc::new(Metrics::default());
+        let cached = CachedRegistry::new(
+            Arc::new(Fake),
+            &CacheConfig::default(),
+            Arc::clone(&metrics),
+        );
+        Webhook {
+            checker: Arc::new(Checker::new(
+                Arc::new(cached),
+                Arc::new(RegistryConfig::default()),
+            )),
+            cluster,
+            node_keyring: Arc::new(Keyring::new()),
+            settings: Settings {
+                default_mode: Mode::Enforce,
+                ..Settings::default()
+            },
+            metrics,
+        }
+    }
+
+    fn pod_review(image: &str, secrets: &[&str]) -> AdmissionRequest<DynamicObject> {
+        let secrets: Vec<_> = secrets
+            .iter()
+            .map(|s| serde_json::json!({"name": s}))
+            .collect();
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": "p",
+                "namespace": "ns",
+                "operation": "CREATE",
+                "userInfo": {},
+                "object": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "p", "namespace": "ns"},
+                    "spec": {
+                        "containers": [{"name": "c", "image": image}],
+                        "imagePullSecrets": secrets,
+                    }
+                }
+            }
+        }))
+        .unwrap();
+        review.try_into().unwrap()
+    }
+
+    async fn review(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        w.review(req, None, deadline).await.response
+    }
+
+    #[tokio::test]
+    async fn missing_secret_is_named_when_the_image_needs_it() {
+        let cluster = Arc::new(InMemoryCluster::new());
+        let w = webhook(Arc::clone(&cluster));
+        let resp = review(&w, &pod_review("r.example/private/app:1", &["later"])).await;
+        assert!(!resp.allowed);
+        assert!(
+            resp.result.message.contains("\"later\" does not exist"),
+            "{}",
+            resp.result.message
+        );
+
+        // Public image: a missing secret is only a warning.
+        let resp = review(&w, &pod_review("r.example/public/app:1", &["later"])).await;
+        assert!(resp.allowed);
+        assert!(resp.warnings.unwrap()[0].contains("\"later\""));
+
+        cluster.put_secret(
+            "ns",
+            "later",
+            SecretData::for_registry("r.example", "alice", "pw"),
+        );
+        let resp = review(&w, &pod_review("r.example/private/app:1", &["later"])).await;
+        assert!(resp.allowed, "{}", resp.result.message);
+    }
+
+    #[tokio::test]
+    async fn unattached_secret_is_suggested() {
+        let cluster = Arc::new(InMemoryCluster::new());
+        cluster.put_secret(
+            "ns",
+            "team-registry",
+            SecretData::for_registry("r.example", "alice", "pw"),
+        );
+        cluster.put_secret(
+            "ns",
+            "other",
+            SecretData::for_registry("elsewhere.example", "alice", "pw"),
+        );
+        let w = webhook(cluster);
+        let resp = review(&w, &pod_review("r.example/private/app:1", &[])).await;
+        assert!(!resp.allowed);
+        let m = &resp.result.message;
+        assert!(
+            m.contains("imagePullSecrets: [{name: team-registry}]") && !m.contains("other"),
+            "{m}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cluster_outage_turns_auth_findings_transient() {
+        let cluster = Arc::new(InMemoryCluster::new());
+        cluster.fail_with(Some(crate::cluster::ClusterError::Unavailable {
+            detail: "connection refused".into(),
+        }));
+        let w = webhook(cluster);
+        let resp = review(&w, &pod_review("r.example/private/app:1", &["regcred"])).await;
+        assert!(resp.allowed, "{}", resp.result.message);
+        assert!(resp.warnings.unwrap()[0].contains("could not read the pull secrets"));
+    }
+
+    #[tokio::test]
+    async fn image_exemptions_and_audit_annotations() {
+        let cluster = Arc::new(InMemoryCluster::new());
+        let mut w = webhook(cluster);
+        let resp = review(&w, &pod_review("r.example/public/app:missing", &[])).await;
+        assert!(!resp.allowed);
+        assert!(resp.audit_annotations["findings"].contains("tag_not_found"));
+        assert_eq!(resp.audit_annotations["mode"], "enforce");
+        w.settings.exempt_images = vec!["r.example/public/*".into()];
+        let resp = review(&w, &pod_review("r.example/public/app:missing", &[])).await;
+        assert!(resp.allowed);
+    }
 }

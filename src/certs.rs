@@ -147,7 +147,9 @@ pub fn self_signed(names: &[String], days: u32) -> Result<Pem, CertError> {
     let now = SystemTime::now();
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, first.as_str());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, first.as_str());
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + DAY * days).into();
     params.is_ca = IsCa::ExplicitNoCa;
@@ -296,8 +298,8 @@ struct Authority {
     cert_der: CertificateDer<'static>,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
-    /// Whether the serving certificate gets an authorityKeyIdentifier: only when its value
-    /// is known to equal the CA's subjectKeyIdentifier (our own CAs).
+    /// Whether the serving certificate gets an authorityKeyIdentifier: when the CA has a
+    /// subjectKeyIdentifier for it to repeat.
     key_id: bool,
 }
 
@@ -374,8 +376,8 @@ impl Authority {
                 key_path.display()
             )));
         }
-        let key = KeyPair::try_from(&key_der)
-            .map_err(|e| key_err(format!("unsupported key: {e}")))?;
+        let key =
+            KeyPair::try_from(&key_der).map_err(|e| key_err(format!("unsupported key: {e}")))?;
         if key.public_key_raw() != public_key {
             return Err(CertError::CaKeyMismatch {
                 cert: cert_path.to_path_buf(),
@@ -383,16 +385,20 @@ impl Authority {
             });
         }
 
+        // The authorityKeyIdentifier of the serving certificate must repeat the CA's
+        // subjectKeyIdentifier, however it was computed; without one, there is none.
+        let key_id = der::subject_key_id(cert_der.as_ref());
         let mut params = CertificateParams::default();
         params.distinguished_name = subject;
-        params.key_identifier_method = KeyIdMethod::Sha256;
+        params.key_identifier_method =
+            KeyIdMethod::PreSpecified(key_id.clone().unwrap_or_default());
         let key_pem = key.serialize_pem();
         Ok(Authority {
             cert_pem: pem_of(&cert_der),
             cert_der,
             key_pem,
             issuer: Issuer::new(params, key),
-            key_id: false,
+            key_id: key_id.is_some(),
         })
     }
 
@@ -408,7 +414,9 @@ impl Authority {
         let mut params = CertificateParams::new(names.to_vec())?;
         params.distinguished_name = DistinguishedName::new();
         if let Some(name) = names.get(2).or(names.first()) {
-            params.distinguished_name.push(DnType::CommonName, name.as_str());
+            params
+                .distinguished_name
+                .push(DnType::CommonName, name.as_str());
         }
         params.not_before = (now - BACKDATE).into();
         params.not_after = (now + DAY * days).into();
@@ -438,7 +446,8 @@ fn verify(ca: &CertificateDer<'_>, leaf: &CertificateDer<'_>, name: &str) -> Res
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| CertError::Verify(e.to_string()))?;
-    let server_name = ServerName::try_from(name.to_string()).map_err(|e| CertError::Verify(e.to_string()))?;
+    let server_name =
+        ServerName::try_from(name.to_string()).map_err(|e| CertError::Verify(e.to_string()))?;
     verifier
         .verify_server_cert(leaf, &[], &server_name, &[], UnixTime::now())
         .map(|_| ())
@@ -502,7 +511,11 @@ fn read(path: &Path) -> Result<String, CertError> {
 
 /// Two PEM private keys are the same key (ignoring line endings and surrounding space).
 fn same_key(a: &str, b: &str) -> bool {
-    let der = |pem: &str| rustls_pemfile::private_key(&mut pem.as_bytes()).ok().flatten();
+    let der = |pem: &str| {
+        rustls_pemfile::private_key(&mut pem.as_bytes())
+            .ok()
+            .flatten()
+    };
     match (der(a), der(b)) {
         (Some(a), Some(b)) => a.secret_der() == b.secret_der(),
         _ => false,
@@ -574,6 +587,7 @@ mod der {
     const SET: u8 = 0x31;
     const OID: u8 = 0x06;
     const BIT_STRING: u8 = 0x03;
+    const OCTET_STRING: u8 = 0x04;
 
     /// One tag-length-value: (tag, contents, rest). Single-byte tags, definite lengths.
     fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -587,7 +601,9 @@ mod der {
                 return None;
             }
             let (bytes, rest) = rest.split_at(n);
-            let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            let len = bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
             (len, rest)
         };
         if rest.len() < len {
@@ -602,6 +618,38 @@ mod der {
             (tag, contents, rest) if tag == want => Some((contents, rest)),
             _ => None,
         }
+    }
+
+    /// The subjectKeyIdentifier extension of a certificate, if it has one.
+    pub(super) fn subject_key_id(cert: &[u8]) -> Option<Vec<u8>> {
+        const SKI: &[u8] = &[0x55, 0x1d, 0x0e]; // 2.5.29.14
+        let (certificate, _) = expect(cert, SEQUENCE)?;
+        let (mut tbs, _) = expect(certificate, SEQUENCE)?;
+        // version [0], serial, signature, issuer, validity, subject, subjectPublicKeyInfo,
+        // then optional issuerUniqueID [1], subjectUniqueID [2], extensions [3].
+        while let Some((tag, contents, rest)) = tlv(tbs) {
+            tbs = rest;
+            if tag != 0xa3 {
+                continue;
+            }
+            let (mut extensions, _) = expect(contents, SEQUENCE)?;
+            while let Some((extension, rest)) = expect(extensions, SEQUENCE) {
+                extensions = rest;
+                let (oid, rest) = expect(extension, OID)?;
+                if oid != SKI {
+                    continue;
+                }
+                let rest = match tlv(rest)? {
+                    (0x01, _, after_critical) => after_critical,
+                    _ => rest,
+                };
+                let (value, _) = expect(rest, OCTET_STRING)?;
+                let (key_id, _) = expect(value, OCTET_STRING)?;
+                return Some(key_id.to_vec());
+            }
+            return None;
+        }
+        None
     }
 
     /// The public key bits of a subjectPublicKeyInfo's contents.
@@ -651,7 +699,11 @@ mod der {
                 UniversalString::from_utf32be(bytes.to_vec()).map_err(asn1)?,
             ),
             0x1e => DnValue::BmpString(BmpString::from_utf16be(bytes.to_vec()).map_err(asn1)?),
-            other => return Err(format!("subject name: unsupported string type 0x{other:02x}")),
+            other => {
+                return Err(format!(
+                    "subject name: unsupported string type 0x{other:02x}"
+                ))
+            }
         })
     }
 
@@ -699,10 +751,26 @@ mod der {
         }
 
         #[test]
+        fn subject_key_id_is_found_where_present() {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = CertificateParams::default();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let ca = params.self_signed(&key).unwrap();
+            assert_eq!(subject_key_id(ca.der()), Some(params.key_identifier(&key)));
+            // No extensions at all: no identifier, and no error.
+            let bare = CertificateParams::default().self_signed(&key).unwrap();
+            assert_eq!(subject_key_id(bare.der()), None);
+            assert_eq!(subject_key_id(&[0x30, 0x00]), None);
+        }
+
+        #[test]
         fn tlv_refuses_truncated_and_indefinite_lengths() {
             assert_eq!(tlv(&[0x30, 0x03, 0x01]), None);
             assert_eq!(tlv(&[0x30, 0x80, 0x00, 0x00]), None);
-            assert_eq!(tlv(&[0x30, 0x81, 0x01, 0x05]), Some((0x30, &[0x05][..], &[][..])));
+            assert_eq!(
+                tlv(&[0x30, 0x81, 0x01, 0x05]),
+                Some((0x30, &[0x05][..], &[][..]))
+            );
         }
     }
 }
@@ -823,7 +891,10 @@ mod tests {
         }
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("create secret tls pullcheck-tls"), "{text}");
-        assert!(text.contains("/webhooks/$i/clientConfig/caBundle"), "{text}");
+        assert!(
+            text.contains("/webhooks/$i/clientConfig/caBundle"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -849,7 +920,12 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("ca.crt")).unwrap(), ca_before);
         let tls_after = fs::read_to_string(dir.join("tls.crt")).unwrap();
         assert_ne!(tls_after, tls_before);
-        verify(&der_of(&ca_before), &der_of(&tls_after), "pullcheck.pullcheck.svc").unwrap();
+        verify(
+            &der_of(&ca_before),
+            &der_of(&tls_after),
+            "pullcheck.pullcheck.svc",
+        )
+        .unwrap();
 
         let mut force = args(dir);
         force.force = true;
@@ -899,7 +975,11 @@ mod tests {
     fn unreadable_or_wrong_ca_files_are_errors_not_panics() {
         let tmp = tempfile::tempdir().unwrap();
         let junk = tmp.path().join("junk.pem");
-        fs::write(&junk, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let missing = tmp.path().join("missing.pem");
         assert!(matches!(
             Authority::load(&missing, &junk),

@@ -29,10 +29,20 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// Serving certificate (PEM chain); re-read when it changes. Without it a self-signed
     /// certificate is generated (fine for trying out, not for a cluster).
-    #[arg(long, env = "PULLCHECK_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "PULLCHECK_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of the serving certificate.
-    #[arg(long, env = "PULLCHECK_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "PULLCHECK_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
     pub tls_key: Option<PathBuf>,
     /// YAML configuration file (see README): modes, exemptions, per-class actions, caches,
     /// registries.
@@ -191,7 +201,6 @@ pub struct ServeConfig {
     pub secret_ttl: Duration,
     pub secret_negative_ttl: Duration,
     pub no_cluster: bool,
-    pub docker_config: Option<PathBuf>,
 }
 
 /// Largest AdmissionReview accepted by default: the API server sends object and oldObject
@@ -209,7 +218,10 @@ impl ServeConfig {
             actions.set(*class, *action);
         }
         let settings = Settings {
-            default_mode: args.default_mode.or(file.default_mode).unwrap_or(Mode::Warn),
+            default_mode: args
+                .default_mode
+                .or(file.default_mode)
+                .unwrap_or(Mode::Warn),
             actions,
             owned_pods: args
                 .controller_owned_pods
@@ -231,7 +243,10 @@ impl ServeConfig {
                 );
             }
         }
-        registry.policy.allow.extend(file.allow_hosts.iter().cloned());
+        registry
+            .policy
+            .allow
+            .extend(file.allow_hosts.iter().cloned());
         registry.policy.deny.extend(file.deny_hosts.iter().cloned());
         registry.policy.allow_link_local |= file.allow_link_local;
         if let Some(t) = file.registry_timeout {
@@ -266,7 +281,6 @@ impl ServeConfig {
             secret_ttl: file.cluster.secret_ttl.unwrap_or(Duration::from_secs(10)),
             secret_negative_ttl: file.cluster.negative_ttl.unwrap_or(Duration::from_secs(1)),
             no_cluster: args.no_cluster,
-            docker_config: args.registry.docker_config.clone(),
         })
     }
 }
@@ -294,7 +308,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.default_mode, Some(Mode::Enforce));
-        assert_eq!(ok.actions.get(&FindingClass::Unavailable), Some(&Action::Deny));
+        assert_eq!(
+            ok.actions.get(&FindingClass::Unavailable),
+            Some(&Action::Deny)
+        );
         assert_eq!(ok.cache.positive_ttl, Some(Duration::from_secs(120)));
         assert!(ok.registries["r.example:5000"].plain_http);
         assert!(serde_yaml::from_str::<FileConfig>("defaultMod: warn").is_err());

@@ -873,6 +873,8 @@ pub struct Keyring {
     /// Distinct keys, reverse-sorted so more specific keys match first.
     index: Vec<GoKey>,
     creds: HashMap<GoKey, Vec<Tracked>>,
+    /// The node's own keyring (kubelet `UnionDockerKeyring`): its matches come after ours.
+    fallback: Option<std::sync::Arc<Keyring>>,
 }
 
 impl fmt::Debug for Keyring {
@@ -880,6 +882,9 @@ impl fmt::Debug for Keyring {
         let mut map = f.debug_map();
         for key in &self.index {
             map.entry(key, &self.creds.get(key).map_or(&[][..], Vec::as_slice));
+        }
+        if let Some(fallback) = &self.fallback {
+            map.entry(&"fallback", fallback);
         }
         map.finish()
     }
@@ -960,7 +965,19 @@ impl Keyring {
                 &mut matched,
             );
         }
+        if let Some(fallback) = &self.fallback {
+            matched.extend(fallback.lookup(image));
+        }
         matched
+    }
+
+    /// Appends `node`'s matches after this keyring's, as the kubelet unions the pull
+    /// secrets' keyring with the node's own (`UnionDockerKeyring`).
+    pub fn with_fallback(mut self, node: std::sync::Arc<Keyring>) -> Self {
+        if !node.is_empty() {
+            self.fallback = Some(node);
+        }
+        self
     }
 
     fn push_matches(&self, key: &GoKey, out: &mut Vec<MatchedCredential>) {

@@ -55,9 +55,9 @@ impl Default for Metrics {
             "AdmissionReviews answered, by kind, operation, mode and decision",
             admissions.clone(),
         );
-        let admission_seconds = Histogram::new(
-            [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
-        );
+        let admission_seconds = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         registry.register(
             "admission_duration_seconds",
             "Time to answer an AdmissionReview",

@@ -10,7 +10,19 @@ use crate::check::Finding;
 use crate::registry::FindingClass;
 
 /// How a namespace is treated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Record in audit annotations only.
@@ -65,11 +77,14 @@ impl Actions {
     }
 
     pub fn of(&self, class: FindingClass) -> Action {
-        self.overrides.get(&class).copied().unwrap_or(if class.is_definite() {
-            Action::Deny
-        } else {
-            Action::Warn
-        })
+        self.overrides
+            .get(&class)
+            .copied()
+            .unwrap_or(if class.is_definite() {
+                Action::Deny
+            } else {
+                Action::Warn
+            })
     }
 }
 
@@ -219,7 +234,12 @@ mod tests {
             located(FindingClass::TagNotFound, "tag \"1.2x\" does not exist"),
             located(FindingClass::Unauthorized, "needs credentials"),
         ];
-        let d = decide(Mode::Enforce, &Actions::default(), "Deployment team-a/web", &findings);
+        let d = decide(
+            Mode::Enforce,
+            &Actions::default(),
+            "Deployment team-a/web",
+            &findings,
+        );
         let msg = d.deny.unwrap();
         assert!(msg.starts_with("pullcheck: 2 images of Deployment team-a/web would fail to pull:"));
         assert!(msg.contains("\n- container \"web\" (r.example/web:1): tag \"1.2x\" does not exist; fix: do the thing"));
@@ -229,7 +249,12 @@ mod tests {
     #[test]
     fn warnings_fit_the_api_server_limit() {
         let long = "é".repeat(400);
-        let d = decide(Mode::Warn, &Actions::default(), "Pod a/b", &[located(FindingClass::TagNotFound, &long)]);
+        let d = decide(
+            Mode::Warn,
+            &Actions::default(),
+            "Pod a/b",
+            &[located(FindingClass::TagNotFound, &long)],
+        );
         assert!(d.warnings[0].len() <= WARNING_LIMIT);
         assert!(d.warnings[0].ends_with('…'));
     }

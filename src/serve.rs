@@ -25,7 +25,11 @@ pub fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -34,12 +38,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let config = ServeConfig::resolve(&args).map_err(|e| anyhow!(e))?;
     let metrics = Arc::new(Metrics::default());
-    let checker = Checker::from_config(config.registry.clone(), &config.cache, Arc::clone(&metrics))
-        .map_err(|e| anyhow!(e))?;
+    let checker =
+        Checker::from_config(config.registry.clone(), &config.cache, Arc::clone(&metrics))
+            .map_err(|e| anyhow!(e))?;
 
     let (cluster, status): (Arc<dyn Cluster>, String) = if config.no_cluster {
         let reason = "--no-cluster given".to_string();
-        (Arc::new(NoCluster { reason: reason.clone() }), format!(" (no cluster: {reason})"))
+        tracing::warn!("no cluster (--no-cluster): pull secrets, ServiceAccounts and node platforms are not checked");
+        (
+            Arc::new(NoCluster {
+                reason: reason.clone(),
+            }),
+            format!(" (no cluster: {reason})"),
+        )
     } else {
         match KubeCluster::connect(config.secret_ttl, config.secret_negative_ttl).await {
             Ok(c) => (Arc::new(c), String::new()),
@@ -48,14 +59,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     %reason,
                     "no Kubernetes cluster reachable: serving without it; pull secrets, ServiceAccounts and node platforms cannot be checked (private images count as unavailable, not denied)"
                 );
-                (Arc::new(NoCluster { reason: reason.clone() }), format!(" (no cluster: {reason})"))
+                (
+                    Arc::new(NoCluster {
+                        reason: reason.clone(),
+                    }),
+                    format!(" (no cluster: {reason})"),
+                )
             }
         }
     };
 
+    let (node_keyring, notes) = args.registry.keyring().map_err(|e| anyhow!(e))?;
+    for note in notes {
+        tracing::warn!(%note, "--docker-config");
+    }
     let webhook = Arc::new(Webhook {
         checker: Arc::new(checker),
         cluster,
+        node_keyring: Arc::new(node_keyring),
         settings: config.settings.clone(),
         metrics: Arc::clone(&metrics),
     });
@@ -69,7 +90,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let resolver = match &config.tls {
         Some((cert, key)) => {
-            let files = CertFiles { cert: cert.clone(), key: key.clone() };
+            let files = CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
             let (key, loaded) = files.load().map_err(|e| anyhow!(e))?;
             let resolver = Arc::new(CertResolver::new(key));
             files.watch(Arc::clone(&resolver), loaded, CERT_POLL);
@@ -83,7 +107,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 names = %names.join(","),
                 "no --tls-cert/--tls-key: serving a SELF-SIGNED certificate generated at start (fine for a try-out; a cluster needs a certificate its caBundle trusts, see certs/)"
             );
-            let key = tls::certified_key(pem.cert.as_bytes(), pem.key.as_bytes()).map_err(|e| anyhow!(e))?;
+            let key = tls::certified_key(pem.cert.as_bytes(), pem.key.as_bytes())
+                .map_err(|e| anyhow!(e))?;
             Arc::new(CertResolver::new(key))
         }
     };
@@ -102,11 +127,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
-    axum_server::bind_rustls(config.listen, axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config)))
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .with_context(|| format!("cannot serve on {}", config.listen))?;
+    axum_server::bind_rustls(
+        config.listen,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config)),
+    )
+    .handle(handle)
+    .serve(app.into_make_service())
+    .await
+    .with_context(|| format!("cannot serve on {}", config.listen))?;
     listening.abort();
     tracing::info!("pullcheck stopped");
     Ok(())
@@ -114,7 +142,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Names of the self-signed certificate: loopback, the host name, and the listen address.
 fn self_signed_names(listen: &std::net::SocketAddr) -> Vec<String> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() {
@@ -128,7 +160,10 @@ fn self_signed_names(listen: &std::net::SocketAddr) -> Vec<String> {
     names
 }
 
-async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, state: Arc<AppState>) {
+async fn shutdown_on_signal(
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    state: Arc<AppState>,
+) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
@@ -146,6 +181,9 @@ async fn shutdown_on_signal(handle: axum_server::Handle<std::net::SocketAddr>, s
         _ = term => {},
     }
     state.ready.store(false, Ordering::Relaxed);
-    tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "shutting down: finishing in-flight reviews");
+    tracing::info!(
+        grace_s = SHUTDOWN_GRACE.as_secs(),
+        "shutting down: finishing in-flight reviews"
+    );
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
 }

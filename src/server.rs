@@ -86,7 +86,12 @@ fn bad_request(state: &AppState, message: String) -> Response {
     (StatusCode::BAD_REQUEST, message + "\n").into_response()
 }
 
-async fn validate(state: Arc<AppState>, mode: Option<Mode>, q: ReviewQuery, body: Bytes) -> Response {
+async fn validate(
+    state: Arc<AppState>,
+    mode: Option<Mode>,
+    q: ReviewQuery,
+    body: Bytes,
+) -> Response {
     let started = tokio::time::Instant::now();
     let timeout = q.timeout.as_deref().and_then(|t| parse_duration(t).ok());
     let deadline = started + state.deadline.budget(timeout);
@@ -130,7 +135,10 @@ async fn validate(state: Arc<AppState>, mode: Option<Mode>, q: ReviewQuery, body
             decision: reviewed.decision,
         })
         .inc();
-    state.metrics.admission_seconds.observe(elapsed.as_secs_f64());
+    state
+        .metrics
+        .admission_seconds
+        .observe(elapsed.as_secs_f64());
     Json(reviewed.response.into_review()).into_response()
 }
 

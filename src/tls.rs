@@ -74,7 +74,8 @@ pub struct CertFiles {
 
 impl CertFiles {
     fn read(&self) -> Result<Contents, String> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
         Ok((read(&self.cert)?, read(&self.key)?))
     }
 

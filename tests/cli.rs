@@ -50,23 +50,54 @@ fn reference_json_normalizes_like_the_kubelet() {
 
 #[tokio::test]
 async fn check_images_json_and_exit_codes() {
-    let reg = TestRegistry::start(RegistryOptions { tls: false, auth: Auth::None }).await;
-    let digest = reg.push_index("team/app", "v1", &["linux/amd64", "linux/arm64"], false).await;
+    let reg = TestRegistry::start(RegistryOptions {
+        tls: false,
+        auth: Auth::None,
+    })
+    .await;
+    let digest = reg
+        .push_index("team/app", "v1", &["linux/amd64", "linux/arm64"], false)
+        .await;
     let host = reg.host();
     let good = format!("{host}/team/app:v1");
     let bad = format!("{host}/team/app:v2");
 
-    let out = pullcheck(&["check", "--plain-http", &host, "--format", "json", "--image", &good]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = pullcheck(&[
+        "check",
+        "--plain-http",
+        &host,
+        "--format",
+        "json",
+        "--image",
+        &good,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&out);
     assert_eq!(lines[0]["verdict"], "ok");
     assert_eq!(lines[0]["digest"], digest.as_str());
     assert_eq!(lines[0]["canonical"], good.as_str());
-    assert_eq!(lines[0]["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(
+        lines[0]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
 
     let out = pullcheck(&[
-        "check", "--plain-http", &host, "--format", "json", "--image", &good, "--image", &bad,
-        "--platform", "linux/arm64",
+        "check",
+        "--plain-http",
+        &host,
+        "--format",
+        "json",
+        "--image",
+        &good,
+        "--image",
+        &bad,
+        "--platform",
+        "linux/arm64",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let lines = json_lines(&out);
@@ -74,16 +105,32 @@ async fn check_images_json_and_exit_codes() {
     assert_eq!(lines[1]["verdict"], "tag_not_found");
     assert!(lines[1]["message"].as_str().unwrap().contains("\"v2\""));
 
-    let out = pullcheck(&["check", "--plain-http", &host, "--image", &good, "--platform", "windows/amd64"]);
+    let out = pullcheck(&[
+        "check",
+        "--plain-http",
+        &host,
+        "--image",
+        &good,
+        "--platform",
+        "windows/amd64",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FAIL") && text.contains("platform_mismatch"), "{text}");
+    assert!(
+        text.contains("FAIL") && text.contains("platform_mismatch"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn check_with_docker_config_and_registry_ca() {
-    let reg = TestRegistry::start(RegistryOptions { tls: true, auth: Auth::Htpasswd }).await;
-    reg.push_image("private/app", Some("v1"), "linux/amd64").await;
+    let reg = TestRegistry::start(RegistryOptions {
+        tls: true,
+        auth: Auth::Htpasswd,
+    })
+    .await;
+    reg.push_image("private/app", Some("v1"), "linux/amd64")
+        .await;
     let host = reg.host();
     let image = format!("{host}/private/app:v1");
     let ca = reg.ca_path().unwrap();
@@ -91,17 +138,41 @@ async fn check_with_docker_config_and_registry_ca() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     let auth = base64_encode(&format!("{}:{}", ALICE.0, ALICE.1));
-    std::fs::write(&config, format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+    std::fs::write(
+        &config,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
 
-    let out = pullcheck(&["check", "--registry-ca", ca, "--format", "json", "--image", &image]);
+    let out = pullcheck(&[
+        "check",
+        "--registry-ca",
+        ca,
+        "--format",
+        "json",
+        "--image",
+        &image,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json_lines(&out)[0]["verdict"], "unauthorized");
 
     let out = pullcheck(&[
-        "check", "--registry-ca", &format!("{host}={ca}"), "--docker-config", config.to_str().unwrap(),
-        "--format", "json", "--image", &image,
+        "check",
+        "--registry-ca",
+        &format!("{host}={ca}"),
+        "--docker-config",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+        "--image",
+        &image,
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let line = &json_lines(&out)[0];
     assert_eq!(line["verdict"], "ok");
     assert_eq!(line["credential_source"], "--docker-config");
@@ -119,13 +190,30 @@ fn usage_errors_exit_2() {
     for args in [
         vec!["check"],
         vec!["check", "--image", "nginx", "--platform", "linux"],
-        vec!["check", "--image", "nginx", "--docker-config", "/nonexistent/config.json"],
-        vec!["check", "--image", "nginx", "--registry-ca", "/nonexistent/ca.pem"],
+        vec![
+            "check",
+            "--image",
+            "nginx",
+            "--docker-config",
+            "/nonexistent/config.json",
+        ],
+        vec![
+            "check",
+            "--image",
+            "nginx",
+            "--registry-ca",
+            "/nonexistent/ca.pem",
+        ],
         vec!["check", "--image", "nginx", "--format", "yaml"],
         vec!["frobnicate"],
     ] {
         let out = pullcheck(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stderr.is_empty(), "{args:?} explains itself");
     }
 }

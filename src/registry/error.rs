@@ -209,7 +209,10 @@ fn unreachable_message(host: &str, cause: &Unreachable, detail: &str) -> String 
     let what = match cause {
         // The resolver's own words add nothing to this.
         Unreachable::Dns => {
-            return format!("registry unavailable: the name {} does not resolve (DNS)", host_only(host))
+            return format!(
+                "registry unavailable: the name {} does not resolve (DNS)",
+                host_only(host)
+            )
         }
         Unreachable::ConnectionRefused => format!("{host} refused the connection"),
         Unreachable::Connect => format!("cannot connect to {host}"),

@@ -9,12 +9,17 @@ pub fn closest(wanted: &str, tags: &[String], limit: usize) -> Vec<String> {
         .iter()
         .filter(|t| t.as_str() != wanted)
         .filter_map(|t| {
-            // A tag that extends the wanted one (`1.25` → `1.25.3`) is the best guess.
+            // A tag that extends the wanted one (`1.25` → `1.25.3`) is the best guess, one
+            // the wanted one extends (`1.25-typo` → `1.25`) the next best.
             if t.starts_with(wanted) {
                 return Some((0, t));
             }
+            if t.chars().count() >= 2 && wanted.starts_with(t.as_str()) {
+                return Some((1, t));
+            }
             let d = levenshtein(wanted, t);
-            (d <= max_distance).then_some((d, t))
+            let shared = common_prefix(wanted, t);
+            (d <= max_distance || shared >= 4).then_some((d, t))
         })
         .collect();
     scored.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)));
@@ -23,6 +28,10 @@ pub fn closest(wanted: &str, tags: &[String], limit: usize) -> Vec<String> {
         .take(limit)
         .map(|(_, t)| t.clone())
         .collect()
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
 }
 
 /// Edit distance over characters, bounded in cost by the (short) tag lengths.
@@ -57,6 +66,7 @@ mod tests {
     #[case("v1.2.3", &["1.2.3", "v1.2.4", "v2"], &["v1.2.4", "1.2.3"])]
     #[case("zzzzzzzz", &["latest", "1.0"], &[])]
     #[case("x", &[], &[])]
+    #[case("1.25-typo", &["1.24", "1.25", "1.25.3", "1.27"], &["1.25", "1.25.3"])]
     fn suggestions(#[case] wanted: &str, #[case] have: &[&str], #[case] want: &[&str]) {
         assert_eq!(closest(wanted, &tags(have), 3), tags(want));
     }

@@ -16,6 +16,7 @@
 //! Each test binary uses only part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod apiserver;
 mod push;
 mod registry;
 mod tls;
