@@ -740,3 +740,64 @@ async fn serve_starts_with_no_flags() {
     assert!(ok, "{log}");
     assert!(log.contains("SELF-SIGNED"), "{log}");
 }
+
+#[tokio::test]
+async fn certificates_from_pullcheck_certs_serve_the_service_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pullcheck"))
+        .args(["certs", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullcheck"))
+        .args(["serve", "--no-cluster", "--listen", &addr.to_string()])
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    let client = client_trusting(&ca, addr);
+    let start = Instant::now();
+    let result = loop {
+        match client
+            .get(format!("https://{SERVICE_NAME}:{port}/healthz"))
+            .send()
+            .await
+        {
+            Ok(r) => break Ok(r.version()),
+            Err(e) if start.elapsed() > Duration::from_secs(15) => break Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    // The same CA does not vouch for another name.
+    let other = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.as_bytes()).unwrap())
+        .resolve("other.pullcheck.svc", addr)
+        .build()
+        .unwrap();
+    let wrong_name = other
+        .get(format!("https://other.pullcheck.svc:{port}/healthz"))
+        .send()
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        result.expect("verified for pullcheck.pullcheck.svc"),
+        reqwest::Version::HTTP_2
+    );
+    assert!(
+        wrong_name.is_err(),
+        "certificate must not be valid for another name"
+    );
+}
