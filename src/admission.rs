@@ -94,6 +94,58 @@ struct Secrets {
     cluster_error: Option<ClusterError>,
 }
 
+/// One object to evaluate, from an AdmissionRequest or a manifest.
+pub struct Subject<'a> {
+    pub kind: WorkloadKind,
+    pub namespace: &'a str,
+    /// `metadata.name` (or `generateName*`), for messages.
+    pub name: String,
+    pub object: &'a serde_json::Value,
+    /// The previous object on UPDATE.
+    pub old_object: Option<&'a serde_json::Value>,
+    /// `pods/ephemeralcontainers` (`kubectl debug`): always checked in the route's mode.
+    pub ephemeral: bool,
+    /// Whether the Pod's ServiceAccount's pull secrets apply when it names none. The API
+    /// server's ServiceAccount admission did that already for Pods it admits; pod templates
+    /// and Pods read from manifests (CI) never went through it.
+    pub service_account_rule: bool,
+}
+
+/// What an evaluation found, before it is turned into an answer.
+pub struct Evaluation {
+    /// `Deployment team-a/web`.
+    pub subject: String,
+    pub mode: Mode,
+    /// Why nothing was checked, when nothing was.
+    pub skipped: Option<String>,
+    /// The images checked, where they are used.
+    pub uses: Vec<ImageUse>,
+    pub checks: Vec<ImageCheck>,
+    pub findings: Vec<Located>,
+    /// Worth saying, never a reason to deny (a missing secret the image does not need, an
+    /// image that covers only some node platforms, `imagePullPolicy: Never`).
+    pub advisories: Vec<String>,
+}
+
+impl Evaluation {
+    fn skipped(subject: String, mode: Mode, why: impl Into<String>) -> Self {
+        Self {
+            subject,
+            mode,
+            skipped: Some(why.into()),
+            uses: Vec::new(),
+            checks: Vec::new(),
+            findings: Vec::new(),
+            advisories: Vec::new(),
+        }
+    }
+
+    /// The policy's decision for this evaluation.
+    pub fn decision(&self, actions: &Actions) -> Decision {
+        policy::decide(self.mode, actions, &self.subject, &self.findings)
+    }
+}
+
 impl Webhook {
     /// Answers one request. `route_mode`: the mode of the path, `None` for `/validate`.
     pub async fn review(
@@ -102,7 +154,7 @@ impl Webhook {
         route_mode: Option<Mode>,
         deadline: Instant,
     ) -> Reviewed {
-        let mut mode = route_mode.unwrap_or(self.settings.default_mode);
+        let mode = route_mode.unwrap_or(self.settings.default_mode);
         let mut response = AdmissionResponse::from(req);
         let skip = |response: AdmissionResponse, mode| Reviewed {
             response,
@@ -119,64 +171,86 @@ impl Webhook {
         if req.sub_resource.is_some() && !ephemeral {
             return skip(response, mode);
         }
+        let to_value = |o: &DynamicObject| serde_json::to_value(o).ok();
+        let Some(object) = req.object.as_ref().and_then(to_value) else {
+            return skip(response, mode);
+        };
+        let old_object = match req.operation {
+            Operation::Update => req.old_object.as_ref().and_then(to_value),
+            _ => None,
+        };
         let namespace = req.namespace.clone().unwrap_or_default();
+        let subject = Subject {
+            kind,
+            namespace: &namespace,
+            name: display_name(req),
+            object: &object,
+            old_object: old_object.as_ref(),
+            ephemeral,
+            service_account_rule: kind.is_template(),
+        };
+        let evaluation = self.evaluate(&subject, mode, deadline).await;
+        if let Some(why) = &evaluation.skipped {
+            response
+                .audit_annotations
+                .insert("skipped".into(), why.clone());
+            if evaluation.advisories.is_empty() {
+                return skip(response, evaluation.mode);
+            }
+        }
+        let decision = self.finish(&mut response, &evaluation);
+        Reviewed {
+            response,
+            decision,
+            mode: evaluation.mode,
+        }
+    }
+
+    /// Checks one object: the decision path shared by the webhook and `pullcheck check`.
+    pub async fn evaluate(&self, s: &Subject<'_>, mode: Mode, deadline: Instant) -> Evaluation {
+        let mut mode = mode;
+        let subject = format!("{} {}/{}", s.kind.as_str(), s.namespace, s.name);
         if self
             .settings
             .exempt_namespaces
             .iter()
-            .any(|g| glob_match(g, &namespace))
+            .any(|g| glob_match(g, s.namespace))
         {
-            response
-                .audit_annotations
-                .insert("skipped".into(), "namespace exempt".into());
-            return skip(response, mode);
+            return Evaluation::skipped(subject, mode, "namespace exempt");
         }
-        let Some(object) = req
-            .object
-            .as_ref()
-            .and_then(|o| serde_json::to_value(o).ok())
-        else {
-            return skip(response, mode);
-        };
-        let subject = format!("{} {}/{}", kind.as_str(), namespace, display_name(req));
-        let workload = match workload::decode(kind, &object) {
+        let workload = match workload::decode(s.kind, s.object) {
             Ok(w) => w,
             Err(e) => {
                 // The API server validated the object; failing to read it is our limit,
                 // not the user's mistake: admit and say so.
-                response.warnings = Some(vec![policy::truncate(
-                    &format!("pullcheck could not read {subject}: {e}"),
-                    policy::WARNING_LIMIT,
-                )]);
-                return skip(response, mode);
+                let mut ev = Evaluation::skipped(subject.clone(), mode, "unreadable");
+                ev.advisories
+                    .push(format!("pullcheck could not read {subject}: {e}"));
+                return ev;
             }
         };
-        if kind == WorkloadKind::Pod && workload.controller.is_some() && !ephemeral {
+        if s.kind == WorkloadKind::Pod && workload.controller.is_some() && !s.ephemeral {
             match self.settings.owned_pods {
-                OwnedPods::Skip => return skip(response, mode),
+                OwnedPods::Skip => {
+                    return Evaluation::skipped(subject, mode, "owned by a controller")
+                }
                 OwnedPods::Audit => mode = Mode::Audit,
                 OwnedPods::Check => {}
             }
         }
 
         // UPDATE: only what changed can change a pull.
-        let change = match (&req.operation, req.old_object.as_ref()) {
-            (Operation::Update, Some(old)) => match serde_json::to_value(old)
-                .ok()
-                .and_then(|v| workload::decode(kind, &v).ok())
-            {
-                Some(old) => workload::diff(&old.spec, &workload.spec),
-                None => PullChange::Everything,
-            },
-            _ => PullChange::Everything,
+        let change = match s.old_object.and_then(|v| workload::decode(s.kind, v).ok()) {
+            Some(old) => workload::diff(&old.spec, &workload.spec),
+            None => PullChange::Everything,
         };
         let only: Option<BTreeSet<String>> = match change {
             PullChange::Nothing => {
-                response.audit_annotations.insert(
-                    "skipped".into(),
-                    "no change to images, pull secrets, service account or platform".into(),
-                );
-                return skip(response, mode);
+                return Evaluation::skipped(
+                    subject,
+                    mode,
+                    "no change to images, pull secrets, service account or platform",
+                )
             }
             PullChange::Images(images) => Some(images.into_iter().collect()),
             PullChange::Everything => None,
@@ -201,16 +275,22 @@ impl Webhook {
             }
             uses.push(u);
         }
+        let mut ev = Evaluation {
+            subject,
+            mode,
+            skipped: None,
+            uses: Vec::new(),
+            checks: Vec::new(),
+            findings: Vec::new(),
+            advisories,
+        };
         if uses.is_empty() {
-            let decision = self.finish(&mut response, mode, &subject, &[], advisories, &[]);
-            return Reviewed {
-                response,
-                decision,
-                mode,
-            };
+            return ev;
         }
 
-        let secrets = self.secrets(kind, &workload.spec, &namespace).await;
+        let secrets = self
+            .secrets(s.service_account_rule, &workload.spec, s.namespace)
+            .await;
         let constraint = PlatformConstraint::of(&workload.spec);
         let wanted = self.wanted_platforms(&constraint);
 
@@ -229,10 +309,9 @@ impl Webhook {
                 self.settings.concurrency,
             )
             .await;
-        let by_image: HashMap<&str, &ImageCheck> =
-            checks.iter().map(|c| (c.image.as_str(), c)).collect();
-
-        let mut findings: Vec<Located> = Vec::new();
+        let namespace = s.namespace;
+        let findings = &mut ev.findings;
+        let advisories = &mut ev.advisories;
         for (name, problem) in &secrets.broken {
             findings.push(Located {
                 place: format!("imagePullSecrets: secret {name:?}"),
@@ -245,8 +324,10 @@ impl Webhook {
             });
         }
         let unattached = self
-            .unattached_suggestions(&checks, &secrets, &namespace)
+            .unattached_suggestions(&checks, &secrets, namespace)
             .await;
+        let by_image: HashMap<&str, &ImageCheck> =
+            checks.iter().map(|c| (c.image.as_str(), c)).collect();
         for u in &uses {
             let Some(check) = by_image.get(u.image.as_str()) else {
                 continue;
@@ -283,7 +364,7 @@ impl Webhook {
                 finding,
                 check,
                 &secrets,
-                &namespace,
+                namespace,
                 &constraint,
                 &unattached,
             );
@@ -300,19 +381,9 @@ impl Webhook {
                 quote_list(&secrets.missing)
             ));
         }
-        let decision = self.finish(
-            &mut response,
-            mode,
-            &subject,
-            &findings,
-            advisories,
-            &checks,
-        );
-        Reviewed {
-            response,
-            decision,
-            mode,
-        }
+        ev.uses = uses;
+        ev.checks = checks;
+        ev
     }
 
     fn exempt_image(&self, image: &str) -> bool {
@@ -327,7 +398,7 @@ impl Webhook {
     /// templates, which ServiceAccount admission never touches — its ServiceAccount's.
     async fn secrets(
         &self,
-        kind: WorkloadKind,
+        service_account_rule: bool,
         spec: &k8s_openapi::api::core::v1::PodSpec,
         namespace: &str,
     ) -> Secrets {
@@ -340,7 +411,7 @@ impl Webhook {
             broken: Vec::new(),
             cluster_error: None,
         };
-        if out.names.is_empty() && kind.is_template() {
+        if out.names.is_empty() && service_account_rule {
             let sa = workload::service_account(spec);
             match self
                 .cluster
@@ -534,20 +605,11 @@ impl Webhook {
     }
 
     /// Fills the response: decision, warnings, audit annotations. Returns the decision label.
-    fn finish(
-        &self,
-        response: &mut AdmissionResponse,
-        mode: Mode,
-        subject: &str,
-        findings: &[Located],
-        advisories: Vec<String>,
-        checks: &[ImageCheck],
-    ) -> &'static str {
-        let Decision { deny, mut warnings } =
-            policy::decide(mode, &self.settings.actions, subject, findings);
-        if mode != Mode::Audit {
+    fn finish(&self, response: &mut AdmissionResponse, ev: &Evaluation) -> &'static str {
+        let Decision { deny, mut warnings } = ev.decision(&self.settings.actions);
+        if ev.mode != Mode::Audit {
             warnings.extend(
-                advisories
+                ev.advisories
                     .iter()
                     .map(|a| policy::truncate(a, policy::WARNING_LIMIT)),
             );
@@ -558,7 +620,8 @@ impl Webhook {
             image: &'a str,
             digest: Option<&'a str>,
         }
-        let resolved: Vec<Resolved<'_>> = checks
+        let resolved: Vec<Resolved<'_>> = ev
+            .checks
             .iter()
             .map(|c| Resolved {
                 image: &c.image,
@@ -566,11 +629,13 @@ impl Webhook {
             })
             .collect();
         let annotations = &mut response.audit_annotations;
-        annotations.insert("mode".into(), mode.as_str().into());
-        if let Ok(v) = serde_json::to_string(&resolved) {
-            annotations.insert("images".into(), v);
+        annotations.insert("mode".into(), ev.mode.as_str().into());
+        if !resolved.is_empty() {
+            if let Ok(v) = serde_json::to_string(&resolved) {
+                annotations.insert("images".into(), v);
+            }
         }
-        if !findings.is_empty() {
+        if !ev.findings.is_empty() {
             #[derive(Serialize)]
             struct F<'a> {
                 place: &'a str,
@@ -578,7 +643,8 @@ impl Webhook {
                 class: FindingClass,
                 message: &'a str,
             }
-            let list: Vec<F<'_>> = findings
+            let list: Vec<F<'_>> = ev
+                .findings
                 .iter()
                 .map(|l| F {
                     place: &l.place,
@@ -591,8 +657,8 @@ impl Webhook {
                 annotations.insert("findings".into(), v);
             }
         }
-        if !advisories.is_empty() {
-            annotations.insert("notes".into(), advisories.join("\n"));
+        if !ev.advisories.is_empty() {
+            annotations.insert("notes".into(), ev.advisories.join("\n"));
         }
         if !warnings.is_empty() {
             response.warnings = Some(warnings);
