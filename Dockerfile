@@ -25,6 +25,8 @@ WORKDIR /src
 # Only what the release build reads (see .dockerignore): no tests, fixtures or keys.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml's [[bench]] entry must find its file even when only the binary is built.
+COPY benches ./benches
 # The target dir is a cache mount, so copy the binary out in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

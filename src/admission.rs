@@ -18,7 +18,10 @@ use crate::platform::Platform;
 use crate::policy::{self, Actions, Decision, Located, Mode};
 use crate::reference::ImageRef;
 use crate::registry::{error::human_duration, http::glob_match, FindingClass};
-use crate::workload::{self, ImageSlot, ImageUse, PlatformConstraint, PullChange, WorkloadKind};
+use crate::workload::{
+    self, ImageSlot, ImageUse, PlatformConstraint, PullChange, Workload, WorkloadError,
+    WorkloadKind,
+};
 
 /// What to do with Pods owned by a controller (their template was checked when the
 /// Deployment, Job, … was admitted).
@@ -100,9 +103,10 @@ pub struct Subject<'a> {
     pub namespace: &'a str,
     /// `metadata.name` (or `generateName*`), for messages.
     pub name: String,
-    pub object: &'a serde_json::Value,
-    /// The previous object on UPDATE.
-    pub old_object: Option<&'a serde_json::Value>,
+    /// The object, decoded (or why it could not be).
+    pub workload: Result<Workload, WorkloadError>,
+    /// The previous object on UPDATE, when it decodes.
+    pub old: Option<Workload>,
     /// `pods/ephemeralcontainers` (`kubectl debug`): always checked in the route's mode.
     pub ephemeral: bool,
     /// Whether the Pod's ServiceAccount's pull secrets apply when it names none. The API
@@ -171,12 +175,14 @@ impl Webhook {
         if req.sub_resource.is_some() && !ephemeral {
             return skip(response, mode);
         }
-        let to_value = |o: &DynamicObject| serde_json::to_value(o).ok();
-        let Some(object) = req.object.as_ref().and_then(to_value) else {
+        // DynamicObject holds metadata apart and the rest as JSON: decode the PodSpec from
+        // there, without a round trip through serde_json::Value of the whole object.
+        let decode = |o: &DynamicObject| workload::decode_parts(kind, &o.metadata, &o.data);
+        let Some(workload) = req.object.as_ref().map(decode) else {
             return skip(response, mode);
         };
-        let old_object = match req.operation {
-            Operation::Update => req.old_object.as_ref().and_then(to_value),
+        let old = match req.operation {
+            Operation::Update => req.old_object.as_ref().map(decode).and_then(Result::ok),
             _ => None,
         };
         let namespace = req.namespace.clone().unwrap_or_default();
@@ -184,8 +190,8 @@ impl Webhook {
             kind,
             namespace: &namespace,
             name: display_name(req),
-            object: &object,
-            old_object: old_object.as_ref(),
+            workload,
+            old,
             ephemeral,
             service_account_rule: kind.is_template(),
         };
@@ -218,7 +224,7 @@ impl Webhook {
         {
             return Evaluation::skipped(subject, mode, "namespace exempt");
         }
-        let workload = match workload::decode(s.kind, s.object) {
+        let workload = match &s.workload {
             Ok(w) => w,
             Err(e) => {
                 // The API server validated the object; failing to read it is our limit,
@@ -240,7 +246,7 @@ impl Webhook {
         }
 
         // UPDATE: only what changed can change a pull.
-        let change = match s.old_object.and_then(|v| workload::decode(s.kind, v).ok()) {
+        let change = match &s.old {
             Some(old) => workload::diff(&old.spec, &workload.spec),
             None => PullChange::Everything,
         };
@@ -387,6 +393,9 @@ impl Webhook {
     }
 
     fn exempt_image(&self, image: &str) -> bool {
+        if self.settings.exempt_images.is_empty() {
+            return false;
+        }
         let canonical = ImageRef::parse(image).map(|r| r.canonical()).ok();
         self.settings.exempt_images.iter().any(|g| {
             glob_match(g, &image.to_ascii_lowercase())
@@ -688,7 +697,8 @@ fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
         .unwrap_or_else(|| "<unnamed>".into())
 }
 
-fn place(u: &ImageUse) -> String {
+/// `container "web"`, `initContainer "migrate"`, …: how findings name a place.
+pub fn place(u: &ImageUse) -> String {
     let what = match u.slot {
         ImageSlot::Container => "container",
         ImageSlot::InitContainer => "initContainer",

@@ -37,9 +37,9 @@ impl Default for CacheConfig {
         Self {
             positive_ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(10),
-            max_results: 100_000,
+            max_results: 20_000,
             stale_ttl: Duration::from_secs(24 * 3600),
-            max_stale: 100_000,
+            max_stale: 20_000,
         }
     }
 }

@@ -146,7 +146,10 @@ impl Checker {
             Err(e) => {
                 out.finding = Some(Finding {
                     class: FindingClass::InvalidReference,
-                    message: format!("invalid image reference {image:?}: {e}"),
+                    message: format!(
+                        "invalid image reference {:?}: {e}",
+                        crate::policy::clip(image, crate::policy::QUOTE_LIMIT)
+                    ),
                     hint: None,
                 });
                 return out;
@@ -156,7 +159,10 @@ impl Checker {
             // distribution accepts `a_b.c/d` as a path with no domain; nothing can pull it.
             out.finding = Some(Finding {
                 class: FindingClass::InvalidReference,
-                message: format!("invalid image reference {image:?}: no usable registry host"),
+                message: format!(
+                    "invalid image reference {:?}: no usable registry host",
+                    crate::policy::clip(image, crate::policy::QUOTE_LIMIT)
+                ),
                 hint: None,
             });
             return out;

@@ -6,14 +6,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+use crate::admission::{OwnedPods, Settings, Webhook};
 use crate::cache::{CacheConfig, CachedRegistry};
 use crate::check::{Checker, Context, ImageCheck};
+use crate::ci;
+use crate::cluster::InMemoryCluster;
 use crate::credentials::{self, Keyring};
+use crate::diskcache::DiskCache;
+use crate::manifests;
 use crate::metrics::Metrics;
 use crate::platform::Platform;
+use crate::policy::{Action, Mode};
 use crate::reference;
+use crate::registry::Registry;
 use crate::registry::{http::HostPolicy, Distribution, RegistryConfig};
 
 pub const EXIT_OK: u8 = 0;
@@ -161,17 +168,30 @@ impl RegistryArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use crate::ci::Format;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Manifests: YAML or JSON files, directories (recursively), `-` for standard input
+    /// (e.g. `kustomize build | pullcheck check -`).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
     /// An image to check, as written in a Pod spec. Repeatable.
-    #[arg(long = "image", value_name = "REF", required = true)]
+    #[arg(long = "image", value_name = "REF")]
     pub images: Vec<String>,
+    /// Namespace of objects that name none.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Keep good results and digest platforms here between runs (honouring their TTLs).
+    #[arg(long, value_name = "DIR", env = "PULLCHECK_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// How long a good result on disk is reused.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
+    /// Fail (exit 1) on transient findings too (registry unavailable, timeout, rate limited);
+    /// by default they are warnings, as in the webhook.
+    #[arg(long)]
+    pub strict: bool,
     /// Platform of the nodes (os/arch[/variant]). Repeatable.
     #[arg(
         long = "platform",
@@ -184,7 +204,7 @@ pub struct CheckArgs {
     /// Give up on images unresolved after this long (they count as timeout).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Images resolved at once.
+    /// Objects (and images of one object) resolved at once.
     #[arg(long, default_value = "8")]
     pub concurrency: usize,
     #[command(flatten)]
@@ -241,16 +261,23 @@ pub fn run_reference(args: &ReferenceArgs, out: &mut impl Write) -> std::io::Res
     Ok(code)
 }
 
-/// `pullcheck check --image …`.
+/// `pullcheck check [PATH|-]… [--image REF]…`.
 pub async fn run_check(
     args: &CheckArgs,
-    out: &mut impl Write,
-    err: &mut impl Write,
+    stdin: &mut dyn std::io::Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> std::io::Result<u8> {
     let usage = |err: &mut dyn Write, msg: String| -> std::io::Result<u8> {
         writeln!(err, "error: {msg}")?;
         Ok(EXIT_USAGE)
     };
+    if args.paths.is_empty() && args.images.is_empty() {
+        return usage(
+            err,
+            "nothing to check: give manifests (PATH…, - for standard input) or --image REF".into(),
+        );
+    }
     let mut wanted = Vec::new();
     for p in &args.platforms {
         match Platform::parse(p) {
@@ -270,32 +297,164 @@ pub async fn run_check(
         writeln!(err, "warning: {w}")?;
     }
     let metrics = Arc::new(Metrics::default());
-    let checker = match Checker::from_config(registry_config, &CacheConfig::default(), metrics) {
-        Ok(c) => c,
+    let engine = match Engine::build(
+        registry_config,
+        args.cache_dir.as_deref(),
+        args.cache_ttl,
+        &metrics,
+    )
+    .await
+    {
+        Ok(e) => e,
         Err(e) => return usage(err, e),
     };
-    let deadline = tokio::time::Instant::now() + args.timeout;
-    let results = checker
-        .check_all(
-            &args.images,
-            &keyring,
-            &wanted,
-            Context::Cli,
-            deadline,
-            args.concurrency,
-        )
-        .await;
-    for r in &results {
-        match args.format {
-            Format::Json => writeln!(out, "{}", json_line(r))?,
-            Format::Text => write_text(out, r)?,
+    let settings = Settings {
+        default_mode: Mode::Enforce,
+        owned_pods: OwnedPods::Check,
+        concurrency: args.concurrency.max(1),
+        ..Settings::default()
+    };
+    let mut failing = 0;
+    let mut transient = 0;
+
+    if !args.images.is_empty() {
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        let results = engine
+            .checker
+            .check_all(
+                &args.images,
+                &keyring,
+                &wanted,
+                Context::Cli,
+                deadline,
+                args.concurrency,
+            )
+            .await;
+        for r in &results {
+            match r.class() {
+                Some(c) if settings.actions.of(c) == Action::Deny => failing += 1,
+                Some(_) => transient += 1,
+                None => {}
+            }
+            match args.format {
+                Format::Json => writeln!(out, "{}", json_line(r))?,
+                Format::Text => write_text(out, r)?,
+                Format::Github => write_github_image(out, r, &settings.actions)?,
+            }
         }
     }
-    Ok(if results.iter().any(|r| r.finding.is_some()) {
+
+    let mut input_errors = 0;
+    if !args.paths.is_empty() {
+        let (docs, mut errors) = manifests::read(&args.paths, stdin);
+        let cluster = InMemoryCluster::new();
+        errors.extend(manifests::load_cluster(&docs, &args.namespace, &cluster));
+        cluster.set_node_platforms(Some(wanted.clone()));
+        input_errors = errors.len();
+        ci::write_input_errors(out, err, &errors, args.format)?;
+        let webhook = Webhook {
+            checker: Arc::clone(&engine.checker),
+            cluster: Arc::new(cluster),
+            node_keyring: Arc::new(keyring),
+            settings,
+            metrics: Arc::clone(&metrics),
+        };
+        let tally = ci::check_documents(
+            &webhook,
+            &docs,
+            &args.namespace,
+            args.timeout,
+            args.concurrency,
+            args.format,
+            out,
+        )
+        .await?;
+        failing += tally.failing;
+        transient += tally.warnings;
+        if args.format == Format::Text {
+            writeln!(
+                out,
+                "pullcheck: {} objects, {} images checked ({} other objects skipped): {} failing, {} warnings{}",
+                tally.objects,
+                tally.images,
+                tally.skipped,
+                tally.failing,
+                tally.warnings,
+                if input_errors > 0 { format!(", {input_errors} unreadable inputs") } else { String::new() }
+            )?;
+        }
+    }
+    if let Some(disk) = &engine.disk {
+        if let Err(e) = disk.save() {
+            writeln!(err, "warning: {e}")?;
+        }
+    }
+    Ok(if input_errors > 0 {
+        EXIT_USAGE
+    } else if failing > 0 || (args.strict && transient > 0) {
         EXIT_FINDINGS
     } else {
         EXIT_OK
     })
+}
+
+/// The engine of one `check` run: real registries, an optional disk cache, a memory cache.
+pub struct Engine {
+    pub checker: Arc<Checker>,
+    pub disk: Option<Arc<DiskCache>>,
+}
+
+impl Engine {
+    pub async fn build(
+        registry_config: RegistryConfig,
+        cache_dir: Option<&std::path::Path>,
+        cache_ttl: Duration,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let config = Arc::new(registry_config.clone());
+        let distribution = Arc::new(Distribution::new(registry_config, Arc::clone(metrics))?);
+        let (inner, disk): (Arc<dyn Registry>, _) = match cache_dir {
+            Some(dir) => {
+                let disk = Arc::new(DiskCache::open(dir, distribution.clone(), cache_ttl)?);
+                distribution.preload_platforms(disk.known_platforms()).await;
+                (disk.clone(), Some(disk))
+            }
+            None => (distribution, None),
+        };
+        let cached = CachedRegistry::new(inner, &CacheConfig::default(), Arc::clone(metrics));
+        Ok(Self {
+            checker: Arc::new(Checker::new(Arc::new(cached), config)),
+            disk,
+        })
+    }
+}
+
+fn write_github_image(
+    out: &mut dyn Write,
+    r: &ImageCheck,
+    actions: &crate::policy::Actions,
+) -> std::io::Result<()> {
+    if let Some(f) = &r.finding {
+        let level = if actions.of(f.class) == Action::Deny {
+            "error"
+        } else {
+            "warning"
+        };
+        let hint = f
+            .hint
+            .as_ref()
+            .map(|h| format!("; fix: {h}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "::{level} title=pullcheck {}::{}",
+            f.class,
+            format!("{}: {}{hint}", r.image, f.message)
+                .replace('%', "%25")
+                .replace('\n', "%0A")
+        )?;
+    }
+    Ok(())
 }
 
 impl Checker {
@@ -331,7 +490,7 @@ pub fn json_line(r: &ImageCheck) -> String {
     value.to_string()
 }
 
-fn write_text(out: &mut impl Write, r: &ImageCheck) -> std::io::Result<()> {
+fn write_text(out: &mut dyn Write, r: &ImageCheck) -> std::io::Result<()> {
     match &r.finding {
         None => writeln!(out, "ok    {}", r.image)?,
         Some(f) => writeln!(out, "FAIL  {}\n      {}: {}", r.image, f.class, f.message)?,

@@ -38,7 +38,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Reference(args) => Ok(cli::run_reference(&args, &mut out)?),
         Command::Check(args) => {
             let mut err = std::io::stderr();
-            Ok(runtime()?.block_on(cli::run_check(&args, &mut out, &mut err))?)
+            let mut stdin = std::io::stdin().lock();
+            Ok(runtime()?.block_on(cli::run_check(&args, &mut stdin, &mut out, &mut err))?)
         }
         Command::Serve(args) => {
             runtime()?.block_on(pullcheck::serve::run(*args))?;

@@ -109,7 +109,7 @@ impl Located {
         }
         if !self.image.is_empty() {
             s.push('(');
-            s.push_str(&self.image);
+            s.push_str(&clip(&self.image, QUOTE_LIMIT));
             s.push_str("): ");
         }
         s.push_str(&self.finding.message);
@@ -165,6 +165,18 @@ pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]
         msg
     });
     Decision { deny, warnings }
+}
+
+/// Longest user input quoted in a message (an image string can be megabytes long).
+pub const QUOTE_LIMIT: usize = 256;
+
+/// `s` when short, else its first `limit` bytes and `…`.
+pub fn clip(s: &str, limit: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= limit {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(truncate(s, limit))
+    }
 }
 
 /// Cuts `s` to at most `limit` bytes on a character boundary, marking the cut with `…`.

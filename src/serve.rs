@@ -127,14 +127,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         })
     };
-    axum_server::bind_rustls(
-        config.listen,
+    // TCP_NODELAY: an AdmissionReview answer is one small write; Nagle's algorithm would
+    // hold it back for the peer's delayed ACK.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config)),
     )
-    .handle(handle)
-    .serve(app.into_make_service())
-    .await
-    .with_context(|| format!("cannot serve on {}", config.listen))?;
+    .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::bind(config.listen)
+        .acceptor(acceptor)
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .with_context(|| format!("cannot serve on {}", config.listen))?;
     listening.abort();
     tracing::info!("pullcheck stopped");
     Ok(())

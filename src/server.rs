@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 use serde::Deserialize;
 use tracing::{field::Empty, Instrument};
@@ -20,7 +20,7 @@ use crate::admission::Webhook;
 use crate::cli::parse_duration;
 use crate::config::Deadline;
 use crate::metrics::{AdmissionLabels, Metrics};
-use crate::policy::Mode;
+use crate::policy::{truncate, Mode, WARNING_LIMIT};
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -71,7 +71,12 @@ async fn validate_mode(
     }
 }
 
+/// Longest reason given with a 400: serde's messages quote the offending value, and a body
+/// of megabytes must not come back (or go to the log) whole.
+const MAX_REASON: usize = 512;
+
 fn bad_request(state: &AppState, message: String) -> Response {
+    let message = truncate(&message, MAX_REASON);
     state
         .metrics
         .admissions
@@ -122,8 +127,15 @@ async fn validate(
     let elapsed = started.elapsed();
     span.record("decision", reviewed.decision);
     span.record("mode", reviewed.mode.as_str());
+    // A line per denial or warning; allowed and skipped reviews only at debug level (a
+    // log line per admission costs as much as the rest of a warm review).
     span.in_scope(|| {
-        tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1000.0, "reviewed");
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        if matches!(reviewed.decision, "denied" | "warned") {
+            tracing::info!(elapsed_ms, "reviewed");
+        } else {
+            tracing::debug!(elapsed_ms, "reviewed");
+        }
     });
     state
         .metrics
@@ -139,7 +151,58 @@ async fn validate(
         .metrics
         .admission_seconds
         .observe(elapsed.as_secs_f64());
-    Json(reviewed.response.into_review()).into_response()
+    let mut response = reviewed.response;
+    bound_response(&mut response);
+    Json(response.into_review()).into_response()
+}
+
+/// Longest denial message and audit annotation value sent back. Real answers stay far
+/// below (a few hundred characters per failing image); an object whose image strings are
+/// megabytes long must not come back several times over, nor reach the audit log whole.
+const MAX_MESSAGE: usize = 16 << 10;
+const MAX_ANNOTATION: usize = 16 << 10;
+/// Strings inside a JSON annotation value are cut to this first, so the value stays JSON.
+const MAX_ANNOTATION_STRING: usize = 1024;
+
+fn bound_response(response: &mut AdmissionResponse) {
+    if response.result.message.len() > MAX_MESSAGE {
+        response.result.message = truncate(&response.result.message, MAX_MESSAGE);
+    }
+    for value in response.audit_annotations.values_mut() {
+        if value.len() > MAX_ANNOTATION {
+            *value = bound_annotation(value);
+        }
+    }
+    if let Some(warnings) = response.warnings.as_mut() {
+        for w in warnings.iter_mut() {
+            if w.len() > WARNING_LIMIT {
+                *w = truncate(w, WARNING_LIMIT);
+            }
+        }
+    }
+}
+
+/// A JSON value has its long strings cut (and stays JSON); anything else is cut as text.
+fn bound_annotation(value: &str) -> String {
+    fn cut(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.len() > MAX_ANNOTATION_STRING => {
+                *s = truncate(s, MAX_ANNOTATION_STRING);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(cut),
+            serde_json::Value::Object(map) => map.values_mut().for_each(cut),
+            _ => {}
+        }
+    }
+    if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(value) {
+        cut(&mut v);
+        if let Ok(s) = serde_json::to_string(&v) {
+            if s.len() <= MAX_ANNOTATION {
+                return s;
+            }
+        }
+    }
+    truncate(value, MAX_ANNOTATION)
 }
 
 fn operation_label(op: &Operation) -> &'static str {

@@ -7,38 +7,15 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::apiserver::FakeApiServer;
+use support::serve::{
+    client_trusting, dockerconfig, free_port, Options, Server, DOCKERCONFIGJSON, SERVICE_NAME,
+};
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
-
-const SERVICE_NAME: &str = "pullcheck.pullcheck.svc";
-
-/// A running `pullcheck serve`.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    client: reqwest::Client,
-    dir: tempfile::TempDir,
-    _log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_certs(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
     let (ca, serving) = pullcheck::certs::generate("pullcheck", "pullcheck", 30).unwrap();
@@ -49,110 +26,20 @@ fn write_certs(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
     (cert, key, ca.cert)
 }
 
-fn client_trusting(ca_pem: &str, addr: SocketAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
-        .resolve(SERVICE_NAME, addr)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+/// `pullcheck serve` with `config`, trusting `registry`, reading `api` (none: no cluster).
+async fn start(registry: &TestRegistry, api: Option<&FakeApiServer>, config: &str) -> Server {
+    Server::start(Options {
+        config: config.to_string(),
+        registry: Some(registry),
+        api,
+        ..Options::default()
+    })
+    .await
 }
 
-impl Server {
-    /// Starts `pullcheck serve` with `config` (YAML) against `registry` and `api`.
-    async fn start(registry: &TestRegistry, api: Option<&FakeApiServer>, config: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key, ca) = write_certs(dir.path(), "a");
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config).unwrap();
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = dir.path().join("serve.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pullcheck"));
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .arg("--config")
-            .arg(&config_path)
-            .env("PULLCHECK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(ca) = registry.ca_path() {
-            cmd.arg("--registry-ca")
-                .arg(format!("{}={}", registry.host(), ca.display()));
-        } else {
-            cmd.arg("--plain-http").arg(registry.host());
-        }
-        match api {
-            Some(api) => {
-                cmd.env("KUBECONFIG", api.kubeconfig_path());
-            }
-            None => {
-                cmd.arg("--no-cluster");
-            }
-        }
-        let child = cmd.spawn().expect("pullcheck serve starts");
-        let client = client_trusting(&ca, addr);
-        let server = Server {
-            child,
-            addr,
-            client,
-            dir,
-            _log: log,
-        };
-        server.wait_ready().await;
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://{SERVICE_NAME}:{}{path}", self.addr.port())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
-    }
-
-    async fn wait_ready(&self) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("pullcheck serve not ready:\n{}", self.log());
-    }
-
-    /// Posts a review like the API server; returns the response object and the HTTP version.
-    async fn review(&self, path: &str, review: &Value) -> Value {
-        let resp = self
-            .client
-            .post(self.url(&format!("{path}?timeout=10s")))
-            .header("content-type", "application/json")
-            .json(review)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", self.log()));
-        assert_eq!(
-            resp.version(),
-            reqwest::Version::HTTP_2,
-            "the API server speaks HTTP/2"
-        );
-        assert_eq!(resp.status(), 200, "{}", self.log());
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["kind"], "AdmissionReview");
-        assert_eq!(
-            body["response"]["uid"], review["request"]["uid"],
-            "uid echoed"
-        );
-        body["response"].clone()
-    }
+/// Posts a review like the API server (`?timeout=10s`, HTTP/2); returns the response.
+async fn post(s: &Server, path: &str, review: &Value) -> Value {
+    s.review(path, "10s", review).await.0
 }
 
 /// Loads a fixture and points its images at `registry`: the fixtures' team images (pulled
@@ -245,14 +132,6 @@ async fn populate(reg: &TestRegistry) {
         .await;
 }
 
-fn dockerconfig(host: &str, user: &str, password: &str) -> Vec<u8> {
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#).into_bytes()
-}
-
-const DOCKERCONFIGJSON: &str = "kubernetes.io/dockerconfigjson";
-
 struct World {
     reg: TestRegistry,
     api: FakeApiServer,
@@ -300,7 +179,7 @@ fn warnings(resp: &Value) -> Vec<String> {
 #[tokio::test]
 async fn every_workload_kind_is_checked() {
     let w = world().await;
-    let s = Server::start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
+    let s = start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
     for name in [
         "deployment-create.json",
         "statefulset-create.json",
@@ -312,7 +191,7 @@ async fn every_workload_kind_is_checked() {
         "pod-image-volume.json",
     ] {
         let review = fixture(name, &w.reg);
-        let resp = s.review("/validate/enforce", &review).await;
+        let resp = post(&s, "/validate/enforce", &review).await;
         assert_eq!(resp["allowed"], true, "{name}: {resp}");
         assert!(warnings(&resp).is_empty(), "{name}: {resp}");
         let images = resp["auditAnnotations"]["images"]
@@ -331,7 +210,7 @@ async fn every_workload_kind_is_checked() {
         if bad == review {
             continue;
         }
-        let resp = s.review("/validate/enforce", &bad).await;
+        let resp = post(&s, "/validate/enforce", &bad).await;
         if name == "pod-create-owned.json" {
             // Controller-owned Pods: audit only by default (the template was checked).
             assert_eq!(resp["allowed"], true, "{name}: {resp}");
@@ -354,7 +233,7 @@ async fn every_workload_kind_is_checked() {
 #[tokio::test]
 async fn modes_decide_differently_on_the_same_finding() {
     let w = world().await;
-    let s = Server::start(&w.reg, Some(&w.api), "defaultMode: warn\n").await;
+    let s = start(&w.reg, Some(&w.api), "defaultMode: warn\n").await;
     let mut review = fixture("deployment-create.json", &w.reg);
     let nginx = format!("{}/public/library/nginx:1.25", w.reg.host());
     replace_image(
@@ -363,12 +242,12 @@ async fn modes_decide_differently_on_the_same_finding() {
         &format!("{}/public/library/nginx:1.2x", w.reg.host()),
     );
 
-    let enforce = s.review("/validate/enforce", &review).await;
+    let enforce = post(&s, "/validate/enforce", &review).await;
     assert!(denied(&enforce));
     assert!(message(&enforce)
         .starts_with("pullcheck: 1 image of Deployment team-a/web would fail to pull:"));
 
-    let warn = s.review("/validate/warn", &review).await;
+    let warn = post(&s, "/validate/warn", &review).await;
     assert_eq!(warn["allowed"], true);
     let ws = warnings(&warn);
     assert_eq!(ws.len(), 1, "{ws:?}");
@@ -377,7 +256,7 @@ async fn modes_decide_differently_on_the_same_finding() {
         "{ws:?}"
     );
 
-    let audit = s.review("/validate/audit", &review).await;
+    let audit = post(&s, "/validate/audit", &review).await;
     assert_eq!(audit["allowed"], true);
     assert!(warnings(&audit).is_empty());
     assert!(audit["auditAnnotations"]["findings"]
@@ -386,34 +265,34 @@ async fn modes_decide_differently_on_the_same_finding() {
         .contains("tag_not_found"));
 
     // /validate uses the configured default (warn).
-    let default = s.review("/validate", &review).await;
+    let default = post(&s, "/validate", &review).await;
     assert_eq!(default["allowed"], true);
     assert_eq!(warnings(&default).len(), 1);
 
     // dryRun: the same answer.
     let mut dry = review.clone();
     dry["request"]["dryRun"] = json!(true);
-    let resp = s.review("/validate/enforce", &dry).await;
+    let resp = post(&s, "/validate/enforce", &dry).await;
     assert_eq!(message(&resp), message(&enforce));
 }
 
 #[tokio::test]
 async fn updates_without_image_changes_make_no_registry_request() {
     let w = world().await;
-    let s = Server::start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
+    let s = start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
     w.reg.clear_requests().await;
     for name in ["deployment-update-scale.json", "deployment-delete.json"] {
-        let resp = s.review("/validate/enforce", &fixture(name, &w.reg)).await;
+        let resp = post(&s, "/validate/enforce", &fixture(name, &w.reg)).await;
         assert_eq!(resp["allowed"], true, "{name}");
     }
     assert!(w.reg.requests().await.is_empty(), "no registry request");
 
-    let resp = s
-        .review(
-            "/validate/enforce",
-            &fixture("deployment-update-image.json", &w.reg),
-        )
-        .await;
+    let resp = post(
+        &s,
+        "/validate/enforce",
+        &fixture("deployment-update-image.json", &w.reg),
+    )
+    .await;
     assert_eq!(resp["allowed"], true, "{resp}");
     let heads: Vec<_> = w
         .reg
@@ -426,24 +305,24 @@ async fn updates_without_image_changes_make_no_registry_request() {
     assert!(heads[0].path.contains("1.26"));
 
     // Ephemeral containers (kubectl debug): the new image is checked.
-    let resp = s
-        .review(
-            "/validate/enforce",
-            &fixture("pod-ephemeralcontainers-update.json", &w.reg),
-        )
-        .await;
+    let resp = post(
+        &s,
+        "/validate/enforce",
+        &fixture("pod-ephemeralcontainers-update.json", &w.reg),
+    )
+    .await;
     assert_eq!(resp["allowed"], true, "{resp}");
 
     // Unknown kinds are allowed without a look.
     let mut cm = fixture("deployment-create.json", &w.reg);
     cm["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
-    assert_eq!(s.review("/validate/enforce", &cm).await["allowed"], true);
+    assert_eq!(post(&s, "/validate/enforce", &cm).await["allowed"], true);
 }
 
 #[tokio::test]
 async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
     let w = world().await;
-    let s = Server::start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
+    let s = start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
     let host = w.reg.host();
 
     // A Pod naming a secret that does not exist, for a private image.
@@ -452,7 +331,7 @@ async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
     spec["containers"][0]["image"] = json!(format!("{host}/private/team/app:v1.2.3"));
     spec["imagePullSecrets"] = json!([{"name": "later"}]);
     let ns = pod["request"]["namespace"].as_str().unwrap().to_string();
-    let resp = s.review("/validate/enforce", &pod).await;
+    let resp = post(&s, "/validate/enforce", &pod).await;
     assert!(denied(&resp), "{resp}");
     let m = message(&resp);
     assert!(
@@ -469,14 +348,14 @@ async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
         &[(".dockerconfigjson", &cfg)],
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let resp = s.review("/validate/enforce", &pod).await;
+    let resp = post(&s, "/validate/enforce", &pod).await;
     assert_eq!(resp["allowed"], true, "{resp}");
 
     // No secret at all: the hint names the unattached secret of the namespace that works
     // ("regcred", created with the world).
     let mut bare = pod.clone();
     bare["request"]["object"]["spec"]["imagePullSecrets"] = json!([]);
-    let resp = s.review("/validate/enforce", &bare).await;
+    let resp = post(&s, "/validate/enforce", &bare).await;
     assert!(denied(&resp));
     assert!(
         message(&resp).contains("add imagePullSecrets: [{name: regcred}]"),
@@ -494,7 +373,7 @@ async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
     );
     let mut refused = pod.clone();
     refused["request"]["object"]["spec"]["imagePullSecrets"] = json!([{"name": "bobs"}]);
-    let resp = s.review("/validate/enforce", &refused).await;
+    let resp = post(&s, "/validate/enforce", &refused).await;
     assert!(denied(&resp));
     assert!(message(&resp).contains("secret/bobs"), "{}", message(&resp));
 
@@ -509,12 +388,12 @@ async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
     );
     let mut wrong = pod.clone();
     wrong["request"]["object"]["spec"]["imagePullSecrets"] = json!([{"name": "opaque"}]);
-    let resp = s.review("/validate/enforce", &wrong).await;
+    let resp = post(&s, "/validate/enforce", &wrong).await;
     assert!(denied(&resp));
     assert!(message(&resp).contains("Opaque"), "{}", message(&resp));
     let mut broken = pod.clone();
     broken["request"]["object"]["spec"]["imagePullSecrets"] = json!([{"name": "broken"}]);
-    let resp = s.review("/validate/enforce", &broken).await;
+    let resp = post(&s, "/validate/enforce", &broken).await;
     assert!(denied(&resp));
     assert!(
         message(&resp).contains("\"broken\"") && message(&resp).contains("not valid JSON"),
@@ -524,9 +403,12 @@ async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
 
     // Templates take the ServiceAccount's pull secrets (cronjob: ServiceAccount "reporter").
     w.api.put_node("node-arm64", "linux", "arm64");
-    let resp = s
-        .review("/validate/enforce", &fixture("cronjob-create.json", &w.reg))
-        .await;
+    let resp = post(
+        &s,
+        "/validate/enforce",
+        &fixture("cronjob-create.json", &w.reg),
+    )
+    .await;
     // report:2024.10 is amd64-only and the CronJob pins arm64 nodes.
     assert!(denied(&resp), "{resp}");
     let m = message(&resp);
@@ -540,7 +422,7 @@ async fn pull_secrets_findings_and_a_secret_created_between_attempts() {
 async fn mixed_node_platforms_warn_with_the_node_selector_to_add() {
     let w = world().await;
     w.api.put_node("node-arm64", "linux", "arm64");
-    let s = Server::start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
+    let s = start(&w.reg, Some(&w.api), "defaultMode: enforce\n").await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // node watch
     let mut review = fixture("deployment-create.json", &w.reg);
     let nginx = format!("{}/public/library/nginx:1.25", w.reg.host());
@@ -549,7 +431,7 @@ async fn mixed_node_platforms_warn_with_the_node_selector_to_add() {
         &nginx,
         &format!("{}/public/acme/x:1.0", w.reg.host()),
     );
-    let resp = s.review("/validate/enforce", &review).await;
+    let resp = post(&s, "/validate/enforce", &review).await;
     assert_eq!(resp["allowed"], true, "{resp}");
     let ws = warnings(&resp);
     assert!(
@@ -572,7 +454,7 @@ async fn a_registry_that_never_answers_is_answered_before_the_deadline() {
         }
     });
     let w = world().await;
-    let s = Server::start(
+    let s = start(
         &w.reg,
         Some(&w.api),
         &format!("defaultMode: enforce\nregistries:\n  \"{silent}\":\n    plainHttp: true\n"),
@@ -607,7 +489,7 @@ async fn undecodable_bodies_get_400_and_health_and_metrics_answer() {
         auth: Auth::None,
     })
     .await;
-    let s = Server::start(&reg, None, "").await;
+    let s = start(&reg, None, "").await;
     for body in [
         "",
         "{",
@@ -683,11 +565,11 @@ async fn certificate_is_reloaded_without_restart() {
         auth: Auth::None,
     })
     .await;
-    let s = Server::start(&reg, None, "").await;
+    let s = start(&reg, None, "").await;
     // New CA and certificate written over the served files.
     let (cert, key, new_ca) = write_certs(s.dir.path(), "b");
-    std::fs::rename(&cert, s.dir.path().join("tls-a.crt")).unwrap();
-    std::fs::rename(&key, s.dir.path().join("tls-a.key")).unwrap();
+    std::fs::rename(&cert, s.dir.path().join("tls.crt")).unwrap();
+    std::fs::rename(&key, s.dir.path().join("tls.key")).unwrap();
     let client = client_trusting(&new_ca, s.addr);
     let start = Instant::now();
     loop {
@@ -800,4 +682,62 @@ async fn certificates_from_pullcheck_certs_serve_the_service_name() {
         wrong_name.is_err(),
         "certificate must not be valid for another name"
     );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_reviews() {
+    // A registry that never answers keeps a review in flight until its deadline.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let reg = TestRegistry::start(RegistryOptions {
+        tls: false,
+        auth: Auth::None,
+    })
+    .await;
+    let mut s = start(
+        &reg,
+        None,
+        &format!("registries:\n  \"{silent}\":\n    plainHttp: true\n"),
+    )
+    .await;
+    let mut review = fixture("deployment-create.json", &reg);
+    let nginx = format!("{}/public/library/nginx:1.25", reg.host());
+    replace_image(&mut review, &nginx, &format!("{silent}/app:1"));
+    let request = s
+        .client
+        .post(s.url("/validate/enforce?timeout=3s"))
+        .json(&review)
+        .send();
+    let pid = s.child.id().to_string();
+    let signal = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    let (resp, ()) = tokio::join!(request, signal);
+    let resp = resp.expect("in-flight review answered during shutdown");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["response"]["allowed"], true);
+    // Then the process exits by itself.
+    let start = Instant::now();
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still running:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s.log().contains("shutting down"));
 }

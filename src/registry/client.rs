@@ -240,17 +240,21 @@ impl RegistryClient {
         let resp = req.send().await.map_err(|e| {
             let err = classify(&e, &realm_host, self.timeout());
             self.count(&realm_host, "token", Self::outcome_of(&err));
-            err
+            self.token_service_error(err)
         })?;
         let status = resp.status();
         self.count(&realm_host, "token", status.as_u16().to_string());
         match status {
             s if s.is_success() => {
-                let body = read_limited(resp, TOKEN_LIMIT, &realm_host, self.timeout()).await?;
-                auth::decode_token(&body).map_err(|detail| RegistryError::Unavailable {
-                    host: realm_host.clone(),
-                    cause: Unreachable::InvalidResponse,
-                    detail,
+                let body = read_limited(resp, TOKEN_LIMIT, &realm_host, self.timeout())
+                    .await
+                    .map_err(|e| self.token_service_error(e))?;
+                auth::decode_token(&body).map_err(|detail| {
+                    self.token_service_error(RegistryError::Unavailable {
+                        host: realm_host.clone(),
+                        cause: Unreachable::InvalidResponse,
+                        detail,
+                    })
                 })
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
@@ -266,11 +270,32 @@ impl RegistryClient {
                 registry: realm_host,
                 retry_after: retry_after(resp.headers()),
             }),
-            s => Err(RegistryError::Unavailable {
+            s => Err(self.token_service_error(RegistryError::Unavailable {
                 host: realm_host,
                 cause: Unreachable::Status(s.as_u16()),
-                detail: "token service".into(),
-            }),
+                detail: String::new(),
+            })),
+        }
+    }
+
+    /// Says that a failure was the token service's: the host it names is the realm's, which
+    /// users may not recognize as their registry's authentication.
+    fn token_service_error(&self, err: RegistryError) -> RegistryError {
+        match err {
+            RegistryError::Unavailable {
+                host,
+                cause,
+                detail,
+            } => RegistryError::Unavailable {
+                host,
+                cause,
+                detail: if detail.is_empty() {
+                    format!("token service of {}", self.api_host)
+                } else {
+                    format!("token service of {}: {detail}", self.api_host)
+                },
+            },
+            other => other,
         }
     }
 

@@ -207,11 +207,13 @@ fn unauthorized_message(registry: &str, repository: &str, problem: AuthProblem) 
 
 fn unreachable_message(host: &str, cause: &Unreachable, detail: &str) -> String {
     let what = match cause {
-        // The resolver's own words add nothing to this.
+        // The resolver's own words add nothing to this (classify leaves them out); a
+        // detail says whose name it is (e.g. a token service's).
         Unreachable::Dns => {
             return format!(
-                "registry unavailable: the name {} does not resolve (DNS)",
-                host_only(host)
+                "registry unavailable: the name {} does not resolve (DNS){}",
+                host_only(host),
+                detail_suffix(detail)
             )
         }
         Unreachable::ConnectionRefused => format!("{host} refused the connection"),
@@ -300,6 +302,19 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "registry unavailable: the name myreigstry.com does not resolve (DNS)"
+        );
+    }
+
+    #[test]
+    fn dns_message_of_a_token_service_says_whose_it_is() {
+        let e = RegistryError::Unavailable {
+            host: "auth.example.com".into(),
+            cause: Unreachable::Dns,
+            detail: "token service of r.example:5000".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry unavailable: the name auth.example.com does not resolve (DNS): token service of r.example:5000"
         );
     }
 }

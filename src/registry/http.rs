@@ -249,7 +249,9 @@ pub fn classify(err: &reqwest::Error, host: &str, timeout: Duration) -> Registry
                     host: host.to_string(),
                     reason: reason.clone(),
                 },
-                ResolveFailure::Dns(detail) => unavailable(Unreachable::Dns, detail.clone()),
+                // The resolver's own words add nothing to "does not resolve"; the detail
+                // is left for the caller to say whose name it was (a token service's).
+                ResolveFailure::Dns(_) => unavailable(Unreachable::Dns, String::new()),
             };
         }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use moka::future::Cache;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::credentials::Credential;
 use crate::metrics::Metrics;
@@ -27,7 +27,7 @@ pub use error::{AuthProblem, FindingClass, RegistryError, Unreachable};
 use http::{HostPolicy, HttpClients, TransportConfig};
 
 /// What an image reference resolved to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolved {
     /// Digest of the manifest or index the reference points at.
     pub digest: String,
@@ -36,7 +36,7 @@ pub struct Resolved {
 }
 
 /// The platforms behind a digest; content-addressed, so cached for good.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImagePlatforms {
     /// `true` for an index / manifest list (the kubelet picks an entry by platform and fails
     /// the pull when none matches); `false` for a single manifest (pulled whatever its
@@ -170,6 +170,17 @@ impl Distribution {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// Remembers platforms of digests known from elsewhere (the CI disk cache), so their
+    /// manifests are not fetched again.
+    pub async fn preload_platforms(
+        &self,
+        known: impl IntoIterator<Item = (String, Arc<ImagePlatforms>)>,
+    ) {
+        for (digest, platforms) in known {
+            self.platforms.insert(digest, platforms).await;
+        }
     }
 
     async fn client(

@@ -17,8 +17,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod apiserver;
+pub mod bad_registry;
 mod push;
 mod registry;
+pub mod serve;
 mod tls;
 mod token;
 mod util;

@@ -1,0 +1,258 @@
+//! On-disk cache for `pullcheck check --cache-dir`: good resolutions (reused for the
+//! positive TTL) and digest platforms (content-addressed: kept), so repeated CI runs do not
+//! ask the registries again. Only good answers are stored: a failure is always re-checked.
+//!
+//! Entries are keyed by a keyed hash of canonical reference and credentials (the key is a
+//! random secret in the cache directory, mode 0600): the file never holds credentials or
+//! anything they could be guessed from without that key, and answers obtained with one set
+//! of credentials are never served to another.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::credentials::Credential;
+use crate::reference::ImageRef;
+use crate::registry::{ImagePlatforms, Registry, RegistryError, Resolved};
+
+const FILE: &str = "pullcheck-cache.json";
+const KEY_FILE: &str = "pullcheck-cache.key";
+const VERSION: u32 = 1;
+/// Most results kept; the oldest go first.
+const MAX_RESULTS: usize = 100_000;
+
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    version: u32,
+    /// keyed hash → (digest, unix seconds stored)
+    results: BTreeMap<String, (String, u64)>,
+    /// digest → platforms
+    platforms: BTreeMap<String, ImagePlatforms>,
+}
+
+/// A [`Registry`] that answers from the disk first.
+pub struct DiskCache {
+    inner: Arc<dyn Registry>,
+    dir: PathBuf,
+    secret: [u8; 32],
+    ttl: Duration,
+    state: Mutex<State>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl DiskCache {
+    /// Opens (or creates) the cache in `dir`. A missing, corrupt or older file is an empty
+    /// cache, not an error; an unusable directory is.
+    pub fn open(dir: &Path, inner: Arc<dyn Registry>, ttl: Duration) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
+        let secret = load_or_create_key(&dir.join(KEY_FILE))?;
+        let state = std::fs::read(dir.join(FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.version == VERSION)
+            .unwrap_or_default();
+        Ok(Self {
+            inner,
+            dir: dir.to_path_buf(),
+            secret,
+            ttl,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Digest platforms known on disk (to preload the registry client's cache).
+    pub fn known_platforms(&self) -> Vec<(String, Arc<ImagePlatforms>)> {
+        self.state
+            .lock()
+            .map(|s| {
+                s.platforms
+                    .iter()
+                    .map(|(d, p)| (d.clone(), Arc::new(p.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Writes the cache (expired results dropped), atomically.
+    pub fn save(&self) -> Result<(), String> {
+        let json = {
+            let mut state = self.state.lock().map_err(|_| "cache state poisoned")?;
+            let oldest = now().saturating_sub(self.ttl.as_secs());
+            state.results.retain(|_, (_, at)| *at >= oldest);
+            if state.results.len() > MAX_RESULTS {
+                let mut ages: Vec<u64> = state.results.values().map(|(_, at)| *at).collect();
+                ages.sort_unstable();
+                let cut = ages[state.results.len() - MAX_RESULTS];
+                state.results.retain(|_, (_, at)| *at >= cut);
+            }
+            state.version = VERSION;
+            serde_json::to_vec(&*state).map_err(|e| e.to_string())?
+        };
+        let tmp = self.dir.join(format!("{FILE}.{}", std::process::id()));
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(FILE)))
+            .map_err(|e| format!("cannot write cache in {}: {e}", self.dir.display()))
+    }
+
+    fn key(&self, image: &ImageRef, credential: Option<&Credential>) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(image.canonical().as_bytes());
+        h.update([0]);
+        match credential {
+            None => h.update(b"anonymous"),
+            Some(c) => {
+                for part in [c.username(), c.password()] {
+                    h.update((part.len() as u64).to_be_bytes());
+                    h.update(part.as_bytes());
+                }
+            }
+        }
+        hex(&h.finalize())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
+    if let Ok(bytes) = std::fs::read(path) {
+        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(key);
+        }
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no randomness for the cache key: {e}"))?;
+    write_private(path, &key).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+#[async_trait]
+impl Registry for DiskCache {
+    async fn resolve(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+    ) -> Result<Resolved, RegistryError> {
+        let key = self.key(image, credential);
+        let cached = self.state.lock().ok().and_then(|s| {
+            let (digest, at) = s.results.get(&key)?;
+            if now().saturating_sub(*at) > self.ttl.as_secs() {
+                return None;
+            }
+            let platforms = s.platforms.get(digest)?;
+            Some(Resolved {
+                digest: digest.clone(),
+                platforms: Arc::new(platforms.clone()),
+            })
+        });
+        if let Some(r) = cached {
+            return Ok(r);
+        }
+        let resolved = self.inner.resolve(image, credential).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.results.insert(key, (resolved.digest.clone(), now()));
+            s.platforms
+                .insert(resolved.digest.clone(), (*resolved.platforms).clone());
+        }
+        Ok(resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl Registry for Counting {
+        async fn resolve(
+            &self,
+            _: &ImageRef,
+            _: Option<&Credential>,
+        ) -> Result<Resolved, RegistryError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Resolved {
+                digest: format!("sha256:{}", "1".repeat(64)),
+                platforms: Arc::new(ImagePlatforms {
+                    is_index: false,
+                    platforms: vec![Platform::new("linux", "amd64", None)],
+                }),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn second_run_answers_from_disk_per_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = ImageRef::parse("r.example/a:1").unwrap();
+        let alice = Credential::new("alice", "s3cret-pw");
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let c = DiskCache::open(dir.path(), inner.clone(), Duration::from_secs(300)).unwrap();
+        c.resolve(&img, Some(&alice)).await.unwrap();
+        c.save().unwrap();
+        let file = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert!(
+            !file.contains("alice") && !file.contains("s3cret"),
+            "{file}"
+        );
+
+        let inner2 = Arc::new(Counting(AtomicUsize::new(0)));
+        let c2 = DiskCache::open(dir.path(), inner2.clone(), Duration::from_secs(300)).unwrap();
+        c2.resolve(&img, Some(&alice)).await.unwrap();
+        assert_eq!(inner2.0.load(Ordering::SeqCst), 0, "served from disk");
+        c2.resolve(&img, None).await.unwrap();
+        assert_eq!(
+            inner2.0.load(Ordering::SeqCst),
+            1,
+            "other credentials: asked again"
+        );
+        assert_eq!(c2.known_platforms().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_and_corrupt_entries_are_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"{garbage").unwrap();
+        let img = ImageRef::parse("r.example/a:1").unwrap();
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let c = DiskCache::open(dir.path(), inner.clone(), Duration::ZERO).unwrap();
+        c.resolve(&img, None).await.unwrap();
+        c.save().unwrap();
+        let c2 = DiskCache::open(dir.path(), inner.clone(), Duration::ZERO).unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        c2.resolve(&img, None).await.unwrap();
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,199 @@
+//! A `pullcheck serve` process for tests: started like in a cluster (serving certificate
+//! for `pullcheck.pullcheck.svc` from `pullcheck certs`' code, a config file, a registry's
+//! CA, a cluster stand-in or none) and a client that talks to it like the API server.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::apiserver::FakeApiServer;
+use super::TestRegistry;
+
+pub const SERVICE_NAME: &str = "pullcheck.pullcheck.svc";
+pub const DOCKERCONFIGJSON: &str = "kubernetes.io/dockerconfigjson";
+
+/// A running `pullcheck serve`; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// YAML configuration file contents.
+    pub config: String,
+    /// Registries spoken to over plain HTTP.
+    pub plain_http: Vec<String>,
+    /// A real registry whose CA is trusted (TLS) or which is plain HTTP.
+    pub registry: Option<&'a TestRegistry>,
+    /// A cluster; `--no-cluster` without.
+    pub api: Option<&'a FakeApiServer>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn client_trusting(ca_pem: &str, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
+        .resolve(SERVICE_NAME, addr)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+impl Server {
+    pub async fn start(opts: Options<'_>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, serving) = pullcheck::certs::generate("pullcheck", "pullcheck", 30).unwrap();
+        let cert = dir.path().join("tls.crt");
+        let key = dir.path().join("tls.key");
+        std::fs::write(&cert, &serving.cert).unwrap();
+        std::fs::write(&key, &serving.key).unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, &opts.config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.path().join("serve.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pullcheck"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--config")
+            .arg(&config_path)
+            .env("PULLCHECK_LOG", "info")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for host in &opts.plain_http {
+            cmd.arg("--plain-http").arg(host);
+        }
+        if let Some(registry) = opts.registry {
+            match registry.ca_path() {
+                Some(ca) => {
+                    cmd.arg("--registry-ca")
+                        .arg(format!("{}={}", registry.host(), ca.display()));
+                }
+                None => {
+                    cmd.arg("--plain-http").arg(registry.host());
+                }
+            }
+        }
+        match opts.api {
+            Some(api) => {
+                cmd.env("KUBECONFIG", api.kubeconfig_path());
+            }
+            None => {
+                cmd.arg("--no-cluster");
+            }
+        }
+        let child = cmd.spawn().expect("pullcheck serve starts");
+        let server = Server {
+            child,
+            addr,
+            client: client_trusting(&ca.cert, addr),
+            dir,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{SERVICE_NAME}:{}{path}", self.addr.port())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("pullcheck serve not ready:\n{}", self.log());
+    }
+
+    /// Posts a review like the API server (`?timeout=`); returns the response object and
+    /// how long the answer took.
+    pub async fn review(&self, path: &str, timeout: &str, review: &Value) -> (Value, Duration) {
+        let started = Instant::now();
+        let resp = self
+            .client
+            .post(self.url(&format!("{path}?timeout={timeout}")))
+            .header("content-type", "application/json")
+            .json(review)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", self.log()));
+        assert_eq!(
+            resp.version(),
+            reqwest::Version::HTTP_2,
+            "the API server speaks HTTP/2"
+        );
+        assert_eq!(resp.status(), 200, "{}", self.log());
+        let body: Value = resp.json().await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(body["kind"], "AdmissionReview");
+        assert_eq!(
+            body["response"]["uid"], review["request"]["uid"],
+            "uid echoed"
+        );
+        (body["response"].clone(), took)
+    }
+
+    /// Posts raw bytes; returns the status and the body text.
+    pub async fn post_raw(&self, body: Vec<u8>) -> (u16, String) {
+        let resp = self
+            .client
+            .post(self.url("/validate/enforce?timeout=10s"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST: {e}\n{}", self.log()));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    pub async fn healthy(&mut self) -> bool {
+        let alive = self.child.try_wait().unwrap().is_none();
+        let ok = match self.client.get(self.url("/healthz")).send().await {
+            Ok(r) => r.status() == 200,
+            Err(_) => false,
+        };
+        alive && ok
+    }
+}
+
+/// A `.dockerconfigjson` payload with one registry's credentials.
+pub fn dockerconfig(host: &str, user: &str, password: &str) -> Vec<u8> {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#).into_bytes()
+}
