@@ -26,6 +26,19 @@ fn write_certs(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
     (cert, key, ca.cert)
 }
 
+/// A "registry" that accepts connections and never says a word.
+async fn silent_registry() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    addr
+}
+
 /// `pullcheck serve` with `config`, trusting `registry`, reading `api` (none: no cluster).
 async fn start(registry: &TestRegistry, api: Option<&FakeApiServer>, config: &str) -> Server {
     Server::start(Options {
@@ -445,14 +458,7 @@ async fn mixed_node_platforms_warn_with_the_node_selector_to_add() {
 #[tokio::test]
 async fn a_registry_that_never_answers_is_answered_before_the_deadline() {
     // Accepts connections and never says a word.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
+    let silent = silent_registry().await;
     let w = world().await;
     let s = start(
         &w.reg,
@@ -687,14 +693,7 @@ async fn certificates_from_pullcheck_certs_serve_the_service_name() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_reviews() {
     // A registry that never answers keeps a review in flight until its deadline.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
+    let silent = silent_registry().await;
     let reg = TestRegistry::start(RegistryOptions {
         tls: false,
         auth: Auth::None,
