@@ -531,34 +531,10 @@ async fn undecodable_bodies_get_400_and_health_and_metrics_answer() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(
-        s.client
-            .get(s.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let ready = s
-        .client
-        .get(s.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(s.get("/healthz").await.0, 200);
+    let (_, ready) = s.get("/readyz").await;
     assert!(ready.contains("no cluster"), "{ready}");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = s.get("/metrics").await;
     assert!(metrics.contains("pullcheck_admissions_total"), "{metrics}");
     assert!(metrics.contains("decision=\"invalid\""), "{metrics}");
     assert!(s.log().contains("no cluster") || s.log().contains("--no-cluster"));

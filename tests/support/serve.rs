@@ -167,6 +167,18 @@ impl Server {
         (body["response"].clone(), took)
     }
 
+    /// GET `path`; the status and the body text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log()));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
     /// Posts raw bytes; returns the status and the body text.
     pub async fn post_raw(&self, body: Vec<u8>) -> (u16, String) {
         let resp = self
