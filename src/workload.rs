@@ -42,6 +42,18 @@ pub enum WorkloadKind {
 }
 
 impl WorkloadKind {
+    /// Every kind pullcheck checks.
+    pub const ALL: [WorkloadKind; 8] = [
+        Self::Pod,
+        Self::Deployment,
+        Self::ReplicaSet,
+        Self::StatefulSet,
+        Self::DaemonSet,
+        Self::Job,
+        Self::CronJob,
+        Self::ReplicationController,
+    ];
+
     /// From an object's apiVersion group and kind: `("", "Pod")`,
     /// `("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")`,
     /// `("batch", "Job" | "CronJob")`, `("", "ReplicationController")`. Anything else
@@ -1433,16 +1445,7 @@ mod tests {
             json!({"jobTemplate": {"spec": {"template": {"spec": {"containers": [{}]}}}}}),
             json!({"nodeSelectorTerms": [{"matchExpressions": [{"key": 1}]}]}),
         ];
-        let kinds = [
-            WorkloadKind::Pod,
-            WorkloadKind::Deployment,
-            WorkloadKind::ReplicaSet,
-            WorkloadKind::StatefulSet,
-            WorkloadKind::DaemonSet,
-            WorkloadKind::Job,
-            WorkloadKind::CronJob,
-            WorkloadKind::ReplicationController,
-        ];
+        let kinds = WorkloadKind::ALL;
         let mut objects: Vec<Value> = Vec::new();
         for leaf in &leaves {
             objects.push(leaf.clone());

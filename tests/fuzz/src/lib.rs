@@ -242,16 +242,7 @@ pub fn admission(data: &[u8]) {
     }
 }
 
-const ALL_KINDS: [WorkloadKind; 8] = [
-    WorkloadKind::Pod,
-    WorkloadKind::Deployment,
-    WorkloadKind::ReplicaSet,
-    WorkloadKind::StatefulSet,
-    WorkloadKind::DaemonSet,
-    WorkloadKind::Job,
-    WorkloadKind::CronJob,
-    WorkloadKind::ReplicationController,
-];
+const ALL_KINDS: [WorkloadKind; 8] = WorkloadKind::ALL;
 
 fn check_decode_error(e: &WorkloadError) {
     let WorkloadError::Decode { detail, .. } = e;
