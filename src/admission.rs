@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::check::{Checker, Context, Finding, ImageCheck};
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, SecretData};
 use crate::credentials::{self, Keyring};
 use crate::metrics::Metrics;
 use crate::platform::Platform;
@@ -70,9 +70,38 @@ pub struct Webhook {
     pub cluster: Arc<dyn Cluster>,
     /// The webhook's own credentials (`--docker-config`): what the nodes hold besides pull
     /// secrets, tried after them like the kubelet's node keyring.
-    pub node_keyring: Arc<Keyring>,
+    node_keyring: Arc<Keyring>,
+    /// An empty keyring with the node's after it: the keyring of a Pod without secrets.
+    node_only: Arc<Keyring>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    /// Parsed pull secrets by (namespace, names).
+    parsed: moka::sync::Cache<(String, Vec<String>), Arc<ParsedSecrets>>,
+}
+
+impl Webhook {
+    pub fn new(
+        checker: Arc<Checker>,
+        cluster: Arc<dyn Cluster>,
+        node_keyring: Arc<Keyring>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let node_only = Arc::new(Keyring::new().with_fallback(Arc::clone(&node_keyring)));
+        Self {
+            checker,
+            cluster,
+            node_keyring,
+            node_only,
+            settings,
+            metrics,
+            parsed: moka::sync::Cache::builder()
+                .max_capacity(PARSED_SECRETS_BYTES)
+                .weigher(|_, v: &Arc<ParsedSecrets>| v.weight())
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+        }
+    }
 }
 
 /// A response with the labels of its decision, for metrics and logs.
@@ -85,7 +114,7 @@ pub struct Reviewed {
 
 /// The credentials of a PodSpec as the kubelet builds them.
 struct Secrets {
-    keyring: Keyring,
+    keyring: Arc<Keyring>,
     /// Where the names came from: `imagePullSecrets` or `ServiceAccount "x"`.
     origin: String,
     names: Vec<String>,
@@ -96,6 +125,31 @@ struct Secrets {
     broken: Vec<(String, String)>,
     cluster_error: Option<ClusterError>,
 }
+
+/// Secrets as read (`None`: absent) and what the kubelet makes of them.
+struct ParsedSecrets {
+    reads: Vec<Option<Arc<SecretData>>>,
+    /// Their keyring, with the node's own after it.
+    keyring: Arc<Keyring>,
+    missing: Vec<String>,
+    wrong_type: Vec<(String, String)>,
+    broken: Vec<(String, String)>,
+}
+
+impl ParsedSecrets {
+    /// Rough bytes held, for the cache's bound.
+    fn weight(&self) -> u32 {
+        let w: usize = self
+            .reads
+            .iter()
+            .map(|r| r.as_deref().map_or(16, SecretData::weight))
+            .sum();
+        u32::try_from(w + 256).unwrap_or(u32::MAX)
+    }
+}
+
+/// Most bytes of Secrets kept parsed (they are mostly shared with the cluster's cache).
+const PARSED_SECRETS_BYTES: u64 = 64 << 20;
 
 /// One object to evaluate, from an AdmissionRequest or a manifest.
 pub struct Subject<'a> {
@@ -124,7 +178,7 @@ pub struct Evaluation {
     pub skipped: Option<String>,
     /// The images checked, where they are used.
     pub uses: Vec<ImageUse>,
-    pub checks: Vec<ImageCheck>,
+    pub checks: Vec<Arc<ImageCheck>>,
     pub findings: Vec<Located>,
     /// Worth saying, never a reason to deny (a missing secret the image does not need, an
     /// image that covers only some node platforms, `imagePullPolicy: Never`).
@@ -332,12 +386,12 @@ impl Webhook {
         let unattached = self
             .unattached_suggestions(&checks, &secrets, namespace)
             .await;
-        let by_image: HashMap<&str, &ImageCheck> =
-            checks.iter().map(|c| (c.image.as_str(), c)).collect();
         for u in &uses {
-            let Some(check) = by_image.get(u.image.as_str()) else {
+            // `checks` holds each distinct image once, sorted.
+            let Ok(at) = checks.binary_search_by(|c| c.image.as_str().cmp(&u.image)) else {
                 continue;
             };
+            let check = &checks[at];
             if !check.missing_platforms.is_empty() && !constraint.is_constrained() {
                 let missing: Vec<String> = check
                     .missing_platforms
@@ -412,7 +466,7 @@ impl Webhook {
         namespace: &str,
     ) -> Secrets {
         let mut out = Secrets {
-            keyring: Keyring::new(),
+            keyring: Arc::clone(&self.node_only),
             origin: "imagePullSecrets".into(),
             names: workload::pull_secret_names(spec),
             missing: Vec::new(),
@@ -434,10 +488,12 @@ impl Webhook {
                 Ok(None) => {}
                 Err(e) => {
                     out.cluster_error = Some(e);
-                    out.keyring = Keyring::new().with_fallback(Arc::clone(&self.node_keyring));
                     return out;
                 }
             }
+        }
+        if out.names.is_empty() {
+            return out;
         }
         let reads = futures::future::join_all(
             out.names
@@ -445,23 +501,80 @@ impl Webhook {
                 .map(|name| self.cluster.secret(namespace, name)),
         )
         .await;
-        for (name, read) in out.names.clone().into_iter().zip(reads) {
-            match read {
-                Ok(None) => out.missing.push(name),
-                Ok(Some(secret)) => {
+        let mut read = Vec::with_capacity(reads.len());
+        for (name, r) in out.names.iter().zip(reads) {
+            match r {
+                Ok(secret) => read.push((name.clone(), secret)),
+                Err(e) => out.cluster_error = Some(e),
+            }
+        }
+        let parsed = if out.cluster_error.is_some() {
+            // What could be read still counts; nothing of a partial read is kept.
+            Arc::new(self.parse_secrets(read))
+        } else {
+            self.parsed_secrets(namespace, &out.names, read)
+        };
+        out.keyring = Arc::clone(&parsed.keyring);
+        out.missing.clone_from(&parsed.missing);
+        out.wrong_type.clone_from(&parsed.wrong_type);
+        out.broken.clone_from(&parsed.broken);
+        out
+    }
+
+    /// The keyring of these Secrets, parsed once and reused for as long as every one of them
+    /// reads back the same (the cluster's cache hands out the same `Arc` until it re-reads;
+    /// a re-read Secret with other contents is parsed again).
+    fn parsed_secrets(
+        &self,
+        namespace: &str,
+        names: &[String],
+        read: Vec<(String, Option<Arc<SecretData>>)>,
+    ) -> Arc<ParsedSecrets> {
+        let key = (namespace.to_owned(), names.to_vec());
+        if let Some(hit) = self.parsed.get(&key) {
+            let same = |a: &Option<Arc<SecretData>>, b: &Option<Arc<SecretData>>| match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => false,
+            };
+            if hit.reads.len() == read.len()
+                && hit.reads.iter().zip(&read).all(|(a, (_, b))| same(a, b))
+            {
+                return hit;
+            }
+        }
+        let parsed = Arc::new(self.parse_secrets(read));
+        self.parsed.insert(key, Arc::clone(&parsed));
+        parsed
+    }
+
+    fn parse_secrets(&self, reads: Vec<(String, Option<Arc<SecretData>>)>) -> ParsedSecrets {
+        let mut keyring = Keyring::new();
+        let mut out = ParsedSecrets {
+            reads: Vec::with_capacity(reads.len()),
+            keyring: Arc::clone(&self.node_only),
+            missing: Vec::new(),
+            wrong_type: Vec::new(),
+            broken: Vec::new(),
+        };
+        for (name, read) in reads {
+            match &read {
+                None => out.missing.push(name),
+                Some(secret) => {
                     match credentials::parse_secret(&secret.secret_type, &secret.data) {
                         Ok(Some(config)) => {
-                            out.keyring.add(&format!("secret/{name}"), &config);
+                            keyring.add(&format!("secret/{name}"), &config);
                         }
                         Ok(None) => out.wrong_type.push((name, secret.secret_type.clone())),
                         Err(e) => out.broken.push((name, e.to_string())),
                     }
                 }
-                Err(e) => out.cluster_error = Some(e),
             }
+            out.reads.push(read);
         }
-        out.keyring =
-            std::mem::take(&mut out.keyring).with_fallback(Arc::clone(&self.node_keyring));
+        if !keyring.is_empty() {
+            out.keyring = Arc::new(keyring.with_fallback(Arc::clone(&self.node_keyring)));
+        }
         out
     }
 
@@ -481,11 +594,11 @@ impl Webhook {
     /// credentials for the image's registry but are not attached. Read only when needed.
     async fn unattached_suggestions(
         &self,
-        checks: &[ImageCheck],
+        checks: &[Arc<ImageCheck>],
         secrets: &Secrets,
         namespace: &str,
     ) -> HashMap<String, Vec<String>> {
-        let needs: Vec<&ImageCheck> = checks
+        let needs: Vec<&Arc<ImageCheck>> = checks
             .iter()
             .filter(|c| c.class() == Some(FindingClass::Unauthorized))
             .collect();
@@ -777,19 +890,19 @@ mod tests {
             &CacheConfig::default(),
             Arc::clone(&metrics),
         );
-        Webhook {
-            checker: Arc::new(Checker::new(
+        Webhook::new(
+            Arc::new(Checker::new(
                 Arc::new(cached),
                 Arc::new(RegistryConfig::default()),
             )),
             cluster,
-            node_keyring: Arc::new(Keyring::new()),
-            settings: Settings {
+            Arc::new(Keyring::new()),
+            Settings {
                 default_mode: Mode::Enforce,
                 ..Settings::default()
             },
             metrics,
-        }
+        )
     }
 
     fn pod_review(image: &str, secrets: &[&str]) -> AdmissionRequest<DynamicObject> {

@@ -48,23 +48,37 @@ impl Default for CacheConfig {
 type Key = (String, String);
 
 #[derive(Clone)]
-enum Entry {
+enum Answer {
     Good(Resolved),
     /// Only definite errors are stored.
     Bad(RegistryError),
 }
 
-struct EntryExpiry {
-    positive: Duration,
-    negative: Duration,
+/// An answer and the moment it stops being reused.
+#[derive(Clone)]
+struct Entry {
+    answer: Answer,
+    expires: Instant,
 }
 
+impl Entry {
+    fn new(answer: Answer, positive: Duration, negative: Duration) -> Self {
+        let ttl = match answer {
+            Answer::Good(_) => positive,
+            Answer::Bad(_) => negative,
+        };
+        Entry {
+            answer,
+            expires: Instant::now() + ttl,
+        }
+    }
+}
+
+struct EntryExpiry;
+
 impl moka::Expiry<Key, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _: &Key, value: &Entry, _: Instant) -> Option<Duration> {
-        Some(match value {
-            Entry::Good(_) => self.positive,
-            Entry::Bad(_) => self.negative,
-        })
+    fn expire_after_create(&self, _: &Key, value: &Entry, now: Instant) -> Option<Duration> {
+        Some(value.expires.saturating_duration_since(now))
     }
 }
 
@@ -81,6 +95,9 @@ pub struct Lookup {
     pub result: Result<Resolved, RegistryError>,
     /// Set when `result` is a transient error and a last good answer exists.
     pub stale: Option<Stale>,
+    /// Until when the cache gives this same answer (`None` for a transient error: never
+    /// cached, the next lookup asks again).
+    pub valid_until: Option<Instant>,
 }
 
 pub struct CachedRegistry {
@@ -88,6 +105,9 @@ pub struct CachedRegistry {
     results: Cache<Key, Entry>,
     last_good: Cache<Key, (Resolved, Instant)>,
     metrics: Arc<Metrics>,
+    capacity: u64,
+    positive_ttl: Duration,
+    negative_ttl: Duration,
 }
 
 impl CachedRegistry {
@@ -96,24 +116,35 @@ impl CachedRegistry {
             inner,
             results: Cache::builder()
                 .max_capacity(config.max_results)
-                .expire_after(EntryExpiry {
-                    positive: config.positive_ttl,
-                    negative: config.negative_ttl,
-                })
+                .expire_after(EntryExpiry)
                 .build(),
             last_good: Cache::builder()
                 .max_capacity(config.max_stale)
                 .time_to_live(config.stale_ttl)
                 .build(),
             metrics,
+            capacity: config.max_results,
+            positive_ttl: config.positive_ttl,
+            negative_ttl: config.negative_ttl,
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Most results cached (`maxEntries`).
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// Resolves through the cache. Concurrent identical lookups wait for one resolution.
     pub async fn lookup(&self, image: &ImageRef, credential: Option<&Credential>) -> Lookup {
         let key: Key = (
             image.canonical(),
-            credential.map_or_else(|| "anonymous".into(), Credential::fingerprint),
+            credential
+                .map_or("anonymous", Credential::fingerprint)
+                .to_owned(),
         );
         if let Some(entry) = self.results.get(&key).await {
             self.metrics.cache_event("result", "hit");
@@ -124,11 +155,12 @@ impl CachedRegistry {
             .results
             .try_get_with(key.clone(), async {
                 ran.store(true, Ordering::Relaxed);
-                match self.inner.resolve(image, credential).await {
-                    Ok(r) => Ok(Entry::Good(r)),
-                    Err(e) if e.class().is_definite() => Ok(Entry::Bad(e)),
-                    Err(e) => Err(e),
-                }
+                let answer = match self.inner.resolve(image, credential).await {
+                    Ok(r) => Answer::Good(r),
+                    Err(e) if e.class().is_definite() => Answer::Bad(e),
+                    Err(e) => return Err(e),
+                };
+                Ok(Entry::new(answer, self.positive_ttl, self.negative_ttl))
             })
             .await;
         let ran = ran.load(Ordering::Relaxed);
@@ -136,7 +168,7 @@ impl CachedRegistry {
             .cache_event("result", if ran { "miss" } else { "coalesced" });
         match outcome {
             Ok(entry) => {
-                if let (true, Entry::Good(r)) = (ran, &entry) {
+                if let (true, Answer::Good(r)) = (ran, &entry.answer) {
                     self.last_good
                         .insert(key, (r.clone(), Instant::now()))
                         .await;
@@ -154,6 +186,7 @@ impl CachedRegistry {
                 Lookup {
                     result: Err((*err).clone()),
                     stale,
+                    valid_until: None,
                 }
             }
         }
@@ -161,11 +194,12 @@ impl CachedRegistry {
 
     fn from_entry(entry: Entry) -> Lookup {
         Lookup {
-            result: match entry {
-                Entry::Good(r) => Ok(r),
-                Entry::Bad(e) => Err(e),
+            result: match entry.answer {
+                Answer::Good(r) => Ok(r),
+                Answer::Bad(e) => Err(e),
             },
             stale: None,
+            valid_until: Some(entry.expires),
         }
     }
 

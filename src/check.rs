@@ -101,11 +101,105 @@ pub enum Context {
 pub struct Checker {
     registry: Arc<CachedRegistry>,
     config: Arc<RegistryConfig>,
+    /// Verdicts by hash of (image, keyring, context, wanted platforms).
+    verdicts: moka::sync::Cache<u64, Arc<Verdict>>,
+    hasher: std::hash::RandomState,
+    verdict_hits: prometheus_client::metrics::counter::Counter,
+    verdict_misses: prometheus_client::metrics::counter::Counter,
+}
+
+/// A verdict reused for as long as every registry answer behind it stays cached: the
+/// same inputs then give the same verdict, so a warm review costs a hash lookup per image
+/// instead of parsing, keyring matching and result-cache lookups. Verdicts that rest on a
+/// transient failure (timeouts, outages, stale answers) are never kept.
+struct Verdict {
+    image: String,
+    keyring: u64,
+    context: Context,
+    wanted: Vec<Platform>,
+    check: Arc<ImageCheck>,
+    expires: std::time::Instant,
+}
+
+impl Verdict {
+    fn answers(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        context: Context,
+        wanted: &[Platform],
+    ) -> bool {
+        self.image == image
+            && self.keyring == keyring.id()
+            && self.context == context
+            && self.wanted == wanted
+            && std::time::Instant::now() < self.expires
+    }
+}
+
+struct VerdictExpiry;
+
+impl moka::Expiry<u64, Arc<Verdict>> for VerdictExpiry {
+    fn expire_after_create(
+        &self,
+        _: &u64,
+        v: &Arc<Verdict>,
+        now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+}
+
+/// Until when a verdict holds: the earliest end of the answers it used; `None` once any
+/// of them was not a cached answer.
+struct Validity(Option<std::time::Instant>);
+
+impl Validity {
+    fn start() -> Self {
+        Validity(Some(
+            std::time::Instant::now() + Duration::from_secs(24 * 3600),
+        ))
+    }
+
+    fn limit(&mut self, until: Option<std::time::Instant>) {
+        self.0 = match (self.0, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            _ => None,
+        };
+    }
 }
 
 impl Checker {
     pub fn new(registry: Arc<CachedRegistry>, config: Arc<RegistryConfig>) -> Self {
-        Self { registry, config }
+        let verdicts = moka::sync::Cache::builder()
+            .max_capacity(registry.capacity())
+            .expire_after(VerdictExpiry)
+            .build();
+        let metrics = registry.metrics();
+        Self {
+            verdict_hits: metrics.cache_counter("verdict", "hit"),
+            verdict_misses: metrics.cache_counter("verdict", "miss"),
+            registry,
+            config,
+            verdicts,
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn verdict_key(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        context: Context,
+        wanted: &[Platform],
+    ) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.hasher.build_hasher();
+        image.hash(&mut h);
+        keyring.id().hash(&mut h);
+        (context as u8).hash(&mut h);
+        wanted.hash(&mut h);
+        h.finish()
     }
 
     /// Checks many images, at most `concurrency` at once, each inside `deadline`; results
@@ -118,12 +212,29 @@ impl Checker {
         context: Context,
         deadline: Instant,
         concurrency: usize,
-    ) -> Vec<ImageCheck> {
+    ) -> Vec<Arc<ImageCheck>> {
+        // Verdicts at hand first: a warm review needs nothing else.
+        let known: Vec<Option<Arc<ImageCheck>>> = images
+            .iter()
+            .map(|image| self.known_verdict(image, keyring, wanted, context))
+            .collect();
+        if known.iter().all(Option::is_some) {
+            return known.into_iter().flatten().collect();
+        }
         // Futures built up front (they do nothing until polled): a closure over `&String`
         // here would make the stream's future not `Send` for axum handlers.
         let futures: Vec<_> = images
             .iter()
-            .map(|image| self.check(image, keyring, wanted, context, deadline))
+            .zip(known)
+            .map(|(image, known)| async move {
+                match known {
+                    Some(check) => check,
+                    None => {
+                        self.check_unknown(image, keyring, wanted, context, deadline)
+                            .await
+                    }
+                }
+            })
             .collect();
         futures::stream::iter(futures)
             .buffered(concurrency.max(1))
@@ -139,6 +250,72 @@ impl Checker {
         wanted: &[Platform],
         context: Context,
         deadline: Instant,
+    ) -> Arc<ImageCheck> {
+        match self.known_verdict(image, keyring, wanted, context) {
+            Some(check) => check,
+            None => {
+                self.check_unknown(image, keyring, wanted, context, deadline)
+                    .await
+            }
+        }
+    }
+
+    /// The kept verdict for these inputs, if one holds.
+    fn known_verdict(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        wanted: &[Platform],
+        context: Context,
+    ) -> Option<Arc<ImageCheck>> {
+        let key = self.verdict_key(image, keyring, context, wanted);
+        let v = self.verdicts.get(&key)?;
+        if !v.answers(image, keyring, context, wanted) {
+            return None;
+        }
+        self.verdict_hits.inc();
+        Some(Arc::clone(&v.check))
+    }
+
+    async fn check_unknown(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        wanted: &[Platform],
+        context: Context,
+        deadline: Instant,
+    ) -> Arc<ImageCheck> {
+        let mut validity = Validity::start();
+        let out = Arc::new(
+            self.check_uncached(image, keyring, wanted, context, deadline, &mut validity)
+                .await,
+        );
+        if let Some(expires) = validity.0 {
+            self.verdict_misses.inc();
+            let key = self.verdict_key(image, keyring, context, wanted);
+            self.verdicts.insert(
+                key,
+                Arc::new(Verdict {
+                    image: image.to_owned(),
+                    keyring: keyring.id(),
+                    context,
+                    wanted: wanted.to_vec(),
+                    check: Arc::clone(&out),
+                    expires,
+                }),
+            );
+        }
+        out
+    }
+
+    async fn check_uncached(
+        &self,
+        image: &str,
+        keyring: &Keyring,
+        wanted: &[Platform],
+        context: Context,
+        deadline: Instant,
+        validity: &mut Validity,
     ) -> ImageCheck {
         let mut out = ImageCheck::new(image);
         let reference = match ImageRef::parse(image) {
@@ -169,7 +346,7 @@ impl Checker {
         }
         out.canonical = Some(reference.canonical());
         let started = Instant::now();
-        let resolution = self.resolve(&reference, keyring, context, &mut out);
+        let resolution = self.resolve(&reference, keyring, context, &mut out, validity);
         match tokio::time::timeout_at(deadline, resolution).await {
             Ok(Ok(Some(resolved))) => {
                 self.match_platforms(&resolved, wanted, &mut out);
@@ -178,6 +355,7 @@ impl Checker {
             Ok(Ok(None)) => {}
             Ok(Err(finding)) => out.finding = Some(finding),
             Err(_) => {
+                validity.limit(None);
                 let err = RegistryError::Timeout {
                     host: reference.domain().to_string(),
                     after: started.elapsed(),
@@ -196,6 +374,7 @@ impl Checker {
         keyring: &Keyring,
         context: Context,
         out: &mut ImageCheck,
+        validity: &mut Validity,
     ) -> Result<Option<Resolved>, Finding> {
         let matched = keyring.lookup(reference);
         out.credentials_tried = matched.iter().map(|m| m.source.clone()).collect();
@@ -210,6 +389,7 @@ impl Checker {
                 .registry
                 .lookup(reference, attempt.map(|m| &m.credential))
                 .await;
+            validity.limit(lookup.valid_until);
             match lookup.result {
                 Ok(resolved) => {
                     out.credential_source = attempt.map(|m| m.source.clone());

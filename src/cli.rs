@@ -352,13 +352,13 @@ pub async fn run_check(
         cluster.set_node_platforms(Some(wanted.clone()));
         input_errors = errors.len();
         ci::write_input_errors(out, err, &errors, args.format)?;
-        let webhook = Webhook {
-            checker: Arc::clone(&engine.checker),
-            cluster: Arc::new(cluster),
-            node_keyring: Arc::new(keyring),
+        let webhook = Webhook::new(
+            Arc::clone(&engine.checker),
+            Arc::new(cluster),
+            Arc::new(keyring),
             settings,
-            metrics: Arc::clone(&metrics),
-        };
+            Arc::clone(&metrics),
+        );
         let tally = ci::check_documents(
             &webhook,
             &docs,

@@ -145,7 +145,7 @@ impl SecretData {
     }
 
     /// Rough size in bytes, for cache weights.
-    fn weight(&self) -> usize {
+    pub fn weight(&self) -> usize {
         self.secret_type.len()
             + self
                 .data
@@ -306,8 +306,12 @@ fn clip(s: &str) -> String {
 #[async_trait::async_trait]
 pub trait Cluster: Send + Sync {
     /// A Secret by name; Ok(None) when it does not exist (404).
-    async fn secret(&self, namespace: &str, name: &str)
-        -> Result<Option<SecretData>, ClusterError>;
+    /// Shared: a caller may keep it to notice when the Secret changes.
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<SecretData>>, ClusterError>;
 
     /// The imagePullSecrets names of a ServiceAccount; Ok(None) when the ServiceAccount
     /// does not exist.
@@ -376,7 +380,7 @@ fn sorted_platforms<'a>(it: impl IntoIterator<Item = &'a Platform>) -> Option<Ve
 
 #[derive(Default)]
 struct InMemoryState {
-    secrets: BTreeMap<(String, String), SecretData>,
+    secrets: BTreeMap<(String, String), Arc<SecretData>>,
     service_accounts: BTreeMap<(String, String), Vec<String>>,
     node_platforms: Option<Vec<Platform>>,
     failure: Option<ClusterError>,
@@ -405,7 +409,7 @@ impl InMemoryCluster {
     pub fn put_secret(&self, namespace: &str, name: &str, secret: SecretData) {
         self.write()
             .secrets
-            .insert((namespace.to_owned(), name.to_owned()), secret);
+            .insert((namespace.to_owned(), name.to_owned()), Arc::new(secret));
     }
 
     pub fn delete_secret(&self, namespace: &str, name: &str) {
@@ -440,7 +444,7 @@ impl Cluster for InMemoryCluster {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<SecretData>, ClusterError> {
+    ) -> Result<Option<Arc<SecretData>>, ClusterError> {
         let state = self.read();
         if let Some(e) = &state.failure {
             return Err(e.clone());
@@ -478,7 +482,7 @@ impl Cluster for InMemoryCluster {
             .secrets
             .iter()
             .filter(|((ns, _), s)| ns == namespace && s.is_pull_secret())
-            .map(|((_, name), s)| (name.clone(), s.clone()))
+            .map(|((_, name), s)| (name.clone(), SecretData::clone(s)))
             .collect())
     }
 
@@ -518,7 +522,7 @@ impl Cluster for NoCluster {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<SecretData>, ClusterError> {
+    ) -> Result<Option<Arc<SecretData>>, ClusterError> {
         Err(self.error(&format!("Secret {namespace}/{name}")))
     }
 
@@ -700,7 +704,7 @@ fn unarc(e: Arc<ClusterError>) -> ClusterError {
 /// The real thing, over kube-rs.
 pub struct KubeCluster {
     client: kube::Client,
-    secrets: Cache<(String, String), Option<SecretData>>,
+    secrets: Cache<(String, String), Option<Arc<SecretData>>>,
     service_accounts: Cache<(String, String), Option<Vec<String>>>,
     pull_secrets: Cache<String, Arc<Vec<(String, SecretData)>>>,
     nodes: Arc<RwLock<NodeMap>>,
@@ -740,8 +744,8 @@ impl KubeCluster {
     pub fn new(client: kube::Client, ttl: Duration, negative_ttl: Duration) -> Self {
         let secrets = Cache::builder()
             .max_capacity(SECRET_CACHE_BYTES)
-            .weigher(|k: &(String, String), v: &Option<SecretData>| {
-                let w = k.0.len() + k.1.len() + v.as_ref().map_or(64, SecretData::weight);
+            .weigher(|k: &(String, String), v: &Option<Arc<SecretData>>| {
+                let w = k.0.len() + k.1.len() + v.as_deref().map_or(64, SecretData::weight);
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
             .expire_after(PresenceExpiry {
@@ -838,7 +842,7 @@ impl Cluster for KubeCluster {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<SecretData>, ClusterError> {
+    ) -> Result<Option<Arc<SecretData>>, ClusterError> {
         if !valid_namespace(namespace) || !valid_object_name(name) {
             return Ok(None);
         }
@@ -850,7 +854,7 @@ impl Cluster for KubeCluster {
                 let api: Api<Secret> = Api::namespaced(client, &ns);
                 let what = format!("Secret {ns}/{n}");
                 let found = timed(&what, timeout, api.get_opt(&n)).await?;
-                Ok(found.map(SecretData::from))
+                Ok(found.map(|s| Arc::new(SecretData::from(s))))
             })
             .await
             .map_err(unarc)

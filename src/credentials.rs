@@ -36,48 +36,66 @@ use crate::reference::ImageRef;
 // ---------------------------------------------------------------------------------------------
 
 /// A username/password pair. `Debug` prints neither (only a fingerprint prefix); there is no
-/// `Display`.
+/// `Display`. Cheap to clone (shared), its fingerprint computed once.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Credential {
+pub struct Credential(std::sync::Arc<CredentialInner>);
+
+#[derive(PartialEq, Eq, Hash)]
+struct CredentialInner {
     username: String,
     password: String,
+    /// Derived from the two above (so equality and hashing stay those of the pair).
+    fingerprint: String,
 }
 
 impl Credential {
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Credential {
-            username: username.into(),
-            password: password.into(),
-        }
+        let (username, password) = (username.into(), password.into());
+        let fingerprint = fingerprint(&username, &password);
+        Credential(std::sync::Arc::new(CredentialInner {
+            username,
+            password,
+            fingerprint,
+        }))
     }
 
     pub fn username(&self) -> &str {
-        &self.username
+        &self.0.username
     }
 
     pub fn password(&self) -> &str {
-        &self.password
+        &self.0.password
     }
 
     /// Stable within one process, not reversible: hex of the first 16 bytes of
     /// sha256(process-random salt || len-prefixed username || len-prefixed password).
     /// Used as a cache key so results are never shared between different credentials.
-    pub fn fingerprint(&self) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(process_salt());
-        hasher.update((self.username.len() as u64).to_le_bytes());
-        hasher.update(self.username.as_bytes());
-        hasher.update((self.password.len() as u64).to_le_bytes());
-        hasher.update(self.password.as_bytes());
-        let digest = hasher.finalize();
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    pub fn fingerprint(&self) -> &str {
+        &self.0.fingerprint
     }
+}
+
+fn fingerprint(username: &str, password: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hasher = Sha256::new();
+    hasher.update(process_salt());
+    hasher.update((username.len() as u64).to_le_bytes());
+    hasher.update(username.as_bytes());
+    hasher.update((password.len() as u64).to_le_bytes());
+    hasher.update(password.as_bytes());
+    let digest = hasher.finalize();
+    let mut hex = String::with_capacity(32);
+    for b in digest.iter().take(16) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fingerprint = self.fingerprint();
-        let short = fingerprint.get(..12).unwrap_or(&fingerprint);
+        let short = fingerprint.get(..12).unwrap_or(fingerprint);
         f.debug_struct("Credential")
             .field("fingerprint", &format!("{short}…"))
             .finish()
@@ -575,11 +593,11 @@ fn entry_credential(
     auth: &str,
 ) -> Result<Credential, SecretError> {
     if auth.is_empty() {
-        return Ok(Credential { username, password });
+        return Ok(Credential::new(username, password));
     }
     let key = key.to_owned();
     match decode_docker_config_field_auth(auth) {
-        Ok((username, password)) => Ok(Credential { username, password }),
+        Ok((username, password)) => Ok(Credential::new(username, password)),
         Err(AuthProblem::Base64) => Err(SecretError::InvalidAuthBase64 { key }),
         Err(AuthProblem::NoColon) => Err(SecretError::AuthMissingColon { key }),
         Err(AuthProblem::NotUtf8) => Err(SecretError::NotUtf8 { key }),
@@ -775,7 +793,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
             if entry.has_token {
                 top.token_entries.push(entry.key.clone());
             }
-            if entry.credential.username.is_empty() && entry.credential.password.is_empty() {
+            if entry.credential.username().is_empty() && entry.credential.password().is_empty() {
                 top.empty_entries.push(entry.key.clone());
             }
         }
@@ -870,18 +888,66 @@ struct Tracked {
 /// (`UnionDockerKeyring`); a caller models that with a second `Keyring` looked up after this one.
 #[derive(Clone, Default)]
 pub struct Keyring {
+    /// Names the contents: two keyrings with the same id hold the same credentials (every
+    /// change takes a new id from a process-wide counter; 0 is the empty keyring).
+    id: u64,
     /// Distinct keys, reverse-sorted so more specific keys match first.
-    index: Vec<GoKey>,
-    creds: HashMap<GoKey, Vec<Tracked>>,
+    index: Vec<KeyEntry>,
     /// The node's own keyring (kubelet `UnionDockerKeyring`): its matches come after ours.
     fallback: Option<std::sync::Arc<Keyring>>,
+}
+
+/// One key of the index with its credentials in insertion order. The key's URL is parsed
+/// once when added rather than at every lookup, as the kubelet does; the result is the same
+/// because parsing depends on the key alone.
+#[derive(Clone)]
+struct KeyEntry {
+    key: GoKey,
+    shown: String,
+    /// `None` when `ParseSchemelessURL` rejects the key: it then matches nothing.
+    glob: Option<ParsedUrl>,
+    creds: Vec<Tracked>,
+}
+
+/// A schemeless URL as `URLsMatch` compares it: host labels, port, path.
+#[derive(Clone)]
+struct ParsedUrl {
+    labels: Vec<Vec<u8>>,
+    port: Vec<u8>,
+    path: Vec<u8>,
+}
+
+impl ParsedUrl {
+    /// Kubelet `ParseSchemelessURL` + `SplitURL`.
+    fn parse(s: &[u8]) -> Option<Self> {
+        let url = parse_schemeless_url(s).ok()?;
+        let (labels, port) = go::split_url(&url.host);
+        Some(ParsedUrl {
+            labels: labels.into_iter().map(<[u8]>::to_vec).collect(),
+            port: port.to_vec(),
+            path: url.path,
+        })
+    }
+
+    /// Kubelet `URLsMatch(glob, target)`: same port, same number of labels, each label
+    /// glob-matching (a pattern error is "no match", as in Lookup), path a raw prefix.
+    fn matches(glob: &ParsedUrl, target: &ParsedUrl) -> bool {
+        glob.port == target.port
+            && glob.labels.len() == target.labels.len()
+            && target.path.starts_with(&glob.path)
+            && glob
+                .labels
+                .iter()
+                .zip(&target.labels)
+                .all(|(g, t)| matches!(go::filepath_match(g, t), Ok(true)))
+    }
 }
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
-        for key in &self.index {
-            map.entry(key, &self.creds.get(key).map_or(&[][..], Vec::as_slice));
+        for entry in &self.index {
+            map.entry(&entry.key, &entry.creds);
         }
         if let Some(fallback) = &self.fallback {
             map.entry(&"fallback", fallback);
@@ -924,6 +990,7 @@ impl Keyring {
             .map(|(i, e)| (e.key.as_str(), i))
             .collect();
         let mut skipped = Vec::new();
+        self.id = next_keyring_id();
         for (i, entry) in config.entries.iter().enumerate() {
             if last.get(entry.key.as_str()) != Some(&i) {
                 continue;
@@ -933,16 +1000,24 @@ impl Keyring {
                 continue;
             };
             let key = GoKey(key);
-            if !self.creds.contains_key(&key) {
-                self.index.push(key.clone());
-            }
-            self.creds.entry(key).or_default().push(Tracked {
+            let tracked = Tracked {
                 credential: entry.credential.clone(),
                 source: source.to_owned(),
-            });
+            };
+            // sort.Sort(sort.Reverse(sort.StringSlice(index))) over distinct keys: byte order.
+            match self.index.binary_search_by(|e| key.cmp(&e.key)) {
+                Ok(at) => self.index[at].creds.push(tracked),
+                Err(at) => self.index.insert(
+                    at,
+                    KeyEntry {
+                        shown: key.display(),
+                        glob: ParsedUrl::parse(&key.0),
+                        key,
+                        creds: vec![tracked],
+                    },
+                ),
+            }
         }
-        // sort.Sort(sort.Reverse(sort.StringSlice(index))) over distinct keys: byte order.
-        self.index.sort_unstable_by(|a, b| b.cmp(a));
         skipped
     }
 
@@ -954,16 +1029,27 @@ impl Keyring {
     pub fn lookup(&self, image: &ImageRef) -> Vec<MatchedCredential> {
         let name = image.name();
         let mut matched = Vec::new();
-        for key in &self.index {
-            if urls_match_str(&key.0, name.as_bytes()) {
-                self.push_matches(key, &mut matched);
+        if !self.index.is_empty() {
+            if let Some(target) = ParsedUrl::parse(name.as_bytes()) {
+                for entry in &self.index {
+                    if entry
+                        .glob
+                        .as_ref()
+                        .is_some_and(|glob| ParsedUrl::matches(glob, &target))
+                    {
+                        entry.push_matches(&mut matched);
+                    }
+                }
             }
-        }
-        if matched.is_empty() && is_default_registry_match(&name) {
-            self.push_matches(
-                &GoKey(DEFAULT_REGISTRY_KEY.as_bytes().to_vec()),
-                &mut matched,
-            );
+            if matched.is_empty() && is_default_registry_match(&name) {
+                if let Some(entry) = self
+                    .index
+                    .iter()
+                    .find(|e| e.key.0 == DEFAULT_REGISTRY_KEY.as_bytes())
+                {
+                    entry.push_matches(&mut matched);
+                }
+            }
         }
         if let Some(fallback) = &self.fallback {
             matched.extend(fallback.lookup(image));
@@ -976,19 +1062,14 @@ impl Keyring {
     pub fn with_fallback(mut self, node: std::sync::Arc<Keyring>) -> Self {
         if !node.is_empty() {
             self.fallback = Some(node);
+            self.id = next_keyring_id();
         }
         self
     }
 
-    fn push_matches(&self, key: &GoKey, out: &mut Vec<MatchedCredential>) {
-        let shown = key.display();
-        for tracked in self.creds.get(key).into_iter().flatten() {
-            out.push(MatchedCredential {
-                credential: tracked.credential.clone(),
-                source: tracked.source.clone(),
-                key: shown.clone(),
-            });
-        }
+    /// Identifies the contents (see the field): equal ids, equal lookups.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn is_empty(&self) -> bool {
@@ -999,16 +1080,33 @@ impl Keyring {
     pub fn keys(&self) -> Vec<(String, Vec<String>)> {
         self.index
             .iter()
-            .map(|key| {
+            .map(|entry| {
                 let mut sources: Vec<String> = Vec::new();
-                for tracked in self.creds.get(key).into_iter().flatten() {
+                for tracked in &entry.creds {
                     if !sources.contains(&tracked.source) {
                         sources.push(tracked.source.clone());
                     }
                 }
-                (key.display(), sources)
+                (entry.shown.clone(), sources)
             })
             .collect()
+    }
+}
+
+fn next_keyring_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl KeyEntry {
+    fn push_matches(&self, out: &mut Vec<MatchedCredential>) {
+        for tracked in &self.creds {
+            out.push(MatchedCredential {
+                credential: tracked.credential.clone(),
+                source: tracked.source.clone(),
+                key: self.shown.clone(),
+            });
+        }
     }
 }
 
@@ -1029,22 +1127,6 @@ fn normalize_key(loc: &str) -> Option<Vec<u8>> {
         key.extend_from_slice(effective);
     }
     Some(key)
-}
-
-/// Kubelet `URLsMatchStr(glob, target)`; a parse or pattern error is "no match", as in Lookup.
-fn urls_match_str(glob: &[u8], target: &[u8]) -> bool {
-    let (Ok(glob), Ok(target)) = (parse_schemeless_url(glob), parse_schemeless_url(target)) else {
-        return false;
-    };
-    let (glob_parts, glob_port) = go::split_url(&glob.host);
-    let (target_parts, target_port) = go::split_url(&target.host);
-    glob_port == target_port
-        && glob_parts.len() == target_parts.len()
-        && target.path.starts_with(&glob.path)
-        && glob_parts
-            .iter()
-            .zip(&target_parts)
-            .all(|(g, t)| matches!(go::filepath_match(g, t), Ok(true)))
 }
 
 /// Kubelet `ParseSchemelessURL`: `url.Parse("https://" + s)` (the scheme is then unused).
@@ -2254,7 +2336,9 @@ mod tests {
             let b: Vec<u8> = (0..len).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
             let _ = go::filepath_match(&a, &b);
             let _ = go::split_host_port(&a);
-            let _ = urls_match_str(&a, &b);
+            if let (Some(g), Some(t)) = (ParsedUrl::parse(&a), ParsedUrl::parse(&b)) {
+                let _ = ParsedUrl::matches(&g, &t);
+            }
             let _ = parse_dockerconfigjson(&a);
             let _ = parse_dockercfg(&b);
             let _ = decode_docker_config_field_auth(&String::from_utf8_lossy(&a));

@@ -102,6 +102,13 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of one cache event, to be kept and counted on without a label lookup.
+    pub fn cache_counter(&self, cache: &'static str, event: &'static str) -> Counter {
+        self.cache_events
+            .get_or_create(&CacheLabels { cache, event })
+            .clone()
+    }
+
     /// Current value of a cache counter (for tests and the CLI's summary).
     pub fn cache_count(&self, cache: &'static str, event: &'static str) -> u64 {
         self.cache_events

@@ -21,8 +21,10 @@ const CERT_POLL: Duration = Duration::from_secs(2);
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PULLCHECK_LOG")
         .unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: a Pod's log is read by collectors, not by a TTY.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter);
     let _ = match format {
         LogFormat::Json => builder
@@ -73,13 +75,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for note in notes {
         tracing::warn!(%note, "--docker-config");
     }
-    let webhook = Arc::new(Webhook {
-        checker: Arc::new(checker),
+    let webhook = Arc::new(Webhook::new(
+        Arc::new(checker),
         cluster,
-        node_keyring: Arc::new(node_keyring),
-        settings: config.settings.clone(),
-        metrics: Arc::clone(&metrics),
-    });
+        Arc::new(node_keyring),
+        config.settings.clone(),
+        Arc::clone(&metrics),
+    ));
     let state = Arc::new(AppState {
         webhook,
         metrics,

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 use serde::Deserialize;
-use tracing::{field::Empty, Instrument};
+use tracing::Instrument;
 
 use crate::admission::Webhook;
 use crate::cli::parse_duration;
@@ -108,35 +108,62 @@ async fn validate(
         Ok(r) => r,
         Err(_) => return bad_request(&state, "AdmissionReview has no request".into()),
     };
-    let span = tracing::info_span!(
+    // Events inside the review (a registry or cluster warning) carry its uid and namespace
+    // when debug logging is on. Not at `info`: a span's fields are formatted when it is made,
+    // which would cost every review about as much as the closing line below.
+    let span = tracing::debug_span!(
         "review",
         uid = %request.uid,
         namespace = request.namespace.as_deref().unwrap_or(""),
-        kind = %request.kind.kind,
-        name = %request.name,
-        operation = ?request.operation,
-        dry_run = request.dry_run,
-        decision = Empty,
-        mode = Empty,
     );
     let reviewed = state
         .webhook
         .review(&request, mode, deadline)
-        .instrument(span.clone())
+        .instrument(span)
         .await;
     let elapsed = started.elapsed();
-    span.record("decision", reviewed.decision);
-    span.record("mode", reviewed.mode.as_str());
     // A line per denial or warning; allowed and skipped reviews only at debug level (a
     // log line per admission costs as much as the rest of a warm review).
-    span.in_scope(|| {
+    let level = if matches!(reviewed.decision, "denied" | "warned") {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::DEBUG
+    };
+    if tracing::level_enabled!(level) {
         let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-        if matches!(reviewed.decision, "denied" | "warned") {
-            tracing::info!(elapsed_ms, "reviewed");
+        let uid = &request.uid;
+        let namespace = request.namespace.as_deref().unwrap_or("");
+        let (kind, name, operation) = (&request.kind.kind, &request.name, &request.operation);
+        let (decision, mode, dry_run) =
+            (reviewed.decision, reviewed.mode.as_str(), request.dry_run);
+        if level == tracing::Level::INFO {
+            tracing::info!(
+                uid,
+                namespace,
+                kind,
+                name,
+                ?operation,
+                dry_run,
+                decision,
+                mode,
+                elapsed_ms,
+                "reviewed"
+            );
         } else {
-            tracing::debug!(elapsed_ms, "reviewed");
+            tracing::debug!(
+                uid,
+                namespace,
+                kind,
+                name,
+                ?operation,
+                dry_run,
+                decision,
+                mode,
+                elapsed_ms,
+                "reviewed"
+            );
         }
-    });
+    }
     state
         .metrics
         .admissions

@@ -50,7 +50,7 @@ async fn secret_found_and_absent() {
     let s = c.secret("team-a", "regcred").await.unwrap().expect("found");
     assert_eq!(
         s,
-        SecretData::dockerconfigjson(std::str::from_utf8(json).unwrap())
+        SecretData::dockerconfigjson(std::str::from_utf8(json).unwrap()).into()
     );
     let b = c.secret("team-a", "binary").await.unwrap().expect("found");
     assert_eq!(b.secret_type, "Opaque");

@@ -60,7 +60,7 @@ fn amd64() -> Vec<Platform> {
 
 async fn check_with(c: &Checker, image: &str, k: &Keyring, wanted: &[Platform]) -> ImageCheck {
     let deadline = Instant::now() + Duration::from_secs(20);
-    c.check(image, k, wanted, Context::Cli, deadline).await
+    ImageCheck::clone(&*c.check(image, k, wanted, Context::Cli, deadline).await)
 }
 
 async fn check(c: &Checker, image: &str, k: &Keyring) -> ImageCheck {

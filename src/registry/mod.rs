@@ -189,7 +189,9 @@ impl Distribution {
         credential: Option<&Credential>,
     ) -> Result<Arc<RegistryClient>, RegistryError> {
         let host = image.registry_host().to_string();
-        let identity = credential.map_or_else(|| "anonymous".to_string(), |c| c.fingerprint());
+        let identity = credential
+            .map_or("anonymous", Credential::fingerprint)
+            .to_owned();
         let settings = self.config.host(image.domain());
         self.clients
             .try_get_with((host.clone(), identity), async {
