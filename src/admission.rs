@@ -462,7 +462,7 @@ impl Webhook {
     async fn secrets(
         &self,
         service_account_rule: bool,
-        spec: &k8s_openapi::api::core::v1::PodSpec,
+        spec: &workload::PodSpec,
         namespace: &str,
     ) -> Secrets {
         let mut out = Secrets {

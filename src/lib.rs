@@ -19,6 +19,7 @@ pub mod diskcache;
 pub mod manifests;
 pub mod metrics;
 pub mod platform;
+pub mod podspec;
 pub mod policy;
 pub mod reference;
 pub mod registry;

@@ -5,15 +5,14 @@
 //! that decide credentials, the Pod's constraints on `kubernetes.io/os` and
 //! `kubernetes.io/arch`, and what an UPDATE changed that matters for pulls.
 //!
-//! Pure code over `serde_json::Value` and k8s-openapi types: no I/O. Nothing here panics on
+//! Pure code over `serde_json::Value` and the PodSpec subset of [`crate::podspec`]: no I/O. Nothing here panics on
 //! any input; error details are at most [`MAX_DETAIL`] characters.
 
 use std::collections::HashSet;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{
-    Container, EphemeralContainer, NodeSelectorRequirement, PodSpec, Volume,
-};
+pub use crate::podspec::PodSpec;
+use crate::podspec::{Container, NodeSelectorRequirement, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -148,7 +147,8 @@ impl WorkloadError {
 /// Deployment/ReplicaSet/StatefulSet/DaemonSet/Job/ReplicationController
 /// `.spec.template.spec`; CronJob `.spec.jobTemplate.spec.template.spec`.
 ///
-/// Only `metadata` and the PodSpec are decoded (with the k8s-openapi types); other fields
+/// Only `metadata` and the PodSpec fields that decide pulls are decoded
+/// ([`crate::podspec`]); other fields
 /// (`replicas`, `selector`, ...) do not matter for pulls and are not looked at, nor are
 /// `apiVersion` and `kind` (the caller already chose `kind`). Errors: not a JSON object;
 /// a step of the path to the PodSpec missing, `null` or not an object (e.g. a Deployment
@@ -280,7 +280,7 @@ fn locate_pod_spec_error(path: &str, spec: &Value, err: &serde_json::Error) -> S
     };
     let inner = spec.get(&key).and_then(|v| match key.as_str() {
         "containers" | "initContainers" => locate_in_list::<Container>(v),
-        "ephemeralContainers" => locate_in_list::<EphemeralContainer>(v),
+        "ephemeralContainers" => locate_in_list::<Container>(v),
         "volumes" => locate_in_list::<Volume>(v),
         _ => None,
     });
@@ -1404,7 +1404,7 @@ mod tests {
         let long = "x".repeat(5000);
         let e = decode(
             WorkloadKind::Pod,
-            &json!({"spec": {"containers": [], "priority": long}}),
+            &json!({"spec": {"containers": [], "nodeSelector": long}}),
         );
         let Err(WorkloadError::Decode { detail, .. }) = e else {
             panic!("expected an error")
