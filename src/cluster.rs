@@ -578,6 +578,8 @@ struct NodeMap {
     nodes: BTreeMap<String, Option<Platform>>,
     /// The (re)list in progress.
     relist: Option<BTreeMap<String, Option<Platform>>>,
+    /// Labelled nodes per platform, kept with `nodes` (read at every review).
+    counts: BTreeMap<Platform, usize>,
 }
 
 type NodeMeta = PartialObjectMeta<Node>;
@@ -616,26 +618,50 @@ impl NodeMap {
             }
             watcher::Event::InitDone => {
                 self.nodes = self.relist.take().unwrap_or_default();
+                self.counts.clear();
+                for p in self.nodes.values().flatten() {
+                    *self.counts.entry(p.clone()).or_default() += 1;
+                }
                 self.listed = true;
             }
             watcher::Event::Apply(node) => {
                 if let Some((name, platform)) = node_entry(&node) {
-                    self.nodes.insert(name, platform);
+                    if let Some(p) = &platform {
+                        *self.counts.entry(p.clone()).or_default() += 1;
+                    }
+                    if let Some(old) = self.nodes.insert(name, platform) {
+                        self.uncount(old);
+                    }
                 }
             }
             watcher::Event::Delete(node) => {
-                if let Some(name) = &node.metadata.name {
-                    self.nodes.remove(name);
+                if let Some(old) = node
+                    .metadata
+                    .name
+                    .as_ref()
+                    .and_then(|n| self.nodes.remove(n))
+                {
+                    self.uncount(old);
                 }
             }
         }
     }
 
+    fn uncount(&mut self, platform: Option<Platform>) {
+        let Some(p) = platform else { return };
+        if let Some(n) = self.counts.get_mut(&p) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&p);
+            }
+        }
+    }
+
     fn platforms(&self) -> Option<Vec<Platform>> {
-        if !self.listed {
+        if !self.listed || self.counts.is_empty() {
             return None;
         }
-        sorted_platforms(self.nodes.values().flatten())
+        Some(self.counts.keys().cloned().collect())
     }
 }
 
@@ -704,8 +730,9 @@ fn unarc(e: Arc<ClusterError>) -> ClusterError {
 /// The real thing, over kube-rs.
 pub struct KubeCluster {
     client: kube::Client,
-    secrets: Cache<(String, String), Option<Arc<SecretData>>>,
-    service_accounts: Cache<(String, String), Option<Vec<String>>>,
+    /// By `namespace/name` (neither can hold a '/').
+    secrets: Cache<String, Option<Arc<SecretData>>>,
+    service_accounts: Cache<String, Option<Vec<String>>>,
     pull_secrets: Cache<String, Arc<Vec<(String, SecretData)>>>,
     nodes: Arc<RwLock<NodeMap>>,
     watch_task: Option<tokio::task::JoinHandle<()>>,
@@ -744,8 +771,8 @@ impl KubeCluster {
     pub fn new(client: kube::Client, ttl: Duration, negative_ttl: Duration) -> Self {
         let secrets = Cache::builder()
             .max_capacity(SECRET_CACHE_BYTES)
-            .weigher(|k: &(String, String), v: &Option<Arc<SecretData>>| {
-                let w = k.0.len() + k.1.len() + v.as_deref().map_or(64, SecretData::weight);
+            .weigher(|k: &String, v: &Option<Arc<SecretData>>| {
+                let w = k.len() + v.as_deref().map_or(64, SecretData::weight);
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
             .expire_after(PresenceExpiry {
@@ -846,11 +873,16 @@ impl Cluster for KubeCluster {
         if !valid_namespace(namespace) || !valid_object_name(name) {
             return Ok(None);
         }
+        let key = format!("{namespace}/{name}");
+        // Cached: no client clone, no future to set up.
+        if let Some(hit) = self.secrets.get(&key).await {
+            return Ok(hit);
+        }
         let client = self.client.clone();
         let timeout = self.request_timeout;
         let (ns, n) = (namespace.to_owned(), name.to_owned());
         self.secrets
-            .try_get_with((ns.clone(), n.clone()), async move {
+            .try_get_with(key, async move {
                 let api: Api<Secret> = Api::namespaced(client, &ns);
                 let what = format!("Secret {ns}/{n}");
                 let found = timed(&what, timeout, api.get_opt(&n)).await?;
@@ -868,11 +900,15 @@ impl Cluster for KubeCluster {
         if !valid_namespace(namespace) || !valid_object_name(name) {
             return Ok(None);
         }
+        let key = format!("{namespace}/{name}");
+        if let Some(hit) = self.service_accounts.get(&key).await {
+            return Ok(hit);
+        }
         let client = self.client.clone();
         let timeout = self.request_timeout;
         let (ns, n) = (namespace.to_owned(), name.to_owned());
         self.service_accounts
-            .try_get_with((ns.clone(), n.clone()), async move {
+            .try_get_with(key, async move {
                 let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
                 let what = format!("ServiceAccount {ns}/{n}");
                 let found = timed(&what, timeout, api.get_opt(&n)).await?;
@@ -1127,6 +1163,25 @@ mod tests {
             m.platforms(),
             Some(vec![p("linux", "amd64"), p("windows", "amd64")])
         );
+        // Relabelled: the old platform goes with its last node; a platform stays while
+        // another node still has it.
+        m.apply(watcher::Event::Apply(node(
+            "b",
+            &[(LABEL_OS, "linux"), (LABEL_ARCH, "arm64")],
+            "7",
+        )));
+        m.apply(watcher::Event::Apply(node(
+            "f",
+            &[(LABEL_OS, "windows"), (LABEL_ARCH, "amd64")],
+            "8",
+        )));
+        m.apply(watcher::Event::Delete(node("d", &[], "9")));
+        assert_eq!(
+            m.platforms(),
+            Some(vec![p("linux", "arm64"), p("windows", "amd64")])
+        );
+        m.apply(watcher::Event::Apply(node("b", &[], "10")));
+        assert_eq!(m.platforms(), Some(vec![p("windows", "amd64")]));
         // A relist replaces everything.
         m.apply(watcher::Event::Init);
         m.apply(watcher::Event::InitApply(node(
@@ -1134,10 +1189,7 @@ mod tests {
             &[(LABEL_OS, "linux"), (LABEL_ARCH, "s390x")],
             "6",
         )));
-        assert_eq!(
-            m.platforms(),
-            Some(vec![p("linux", "amd64"), p("windows", "amd64")])
-        );
+        assert_eq!(m.platforms(), Some(vec![p("windows", "amd64")]));
         m.apply(watcher::Event::InitDone);
         assert_eq!(m.platforms(), Some(vec![p("linux", "s390x")]));
     }
