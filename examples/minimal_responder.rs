@@ -26,6 +26,10 @@ use axum::{Json, Router};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
 
+/// The same allocator as `pullcheck` (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The same limit as `pullcheck serve`'s default `maxBodyBytes`.
 const MAX_BODY: usize = 7 << 20;
 
