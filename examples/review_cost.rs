@@ -41,6 +41,10 @@ use tower::ServiceExt;
 
 const HOST: &str = "registry.example:5000";
 
+/// As in `pullcheck` (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Answers every image with a two-platform index.
 struct Answering;
 

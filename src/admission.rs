@@ -75,8 +75,9 @@ pub struct Webhook {
     node_only: Arc<Keyring>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    /// Parsed pull secrets by (namespace, names).
-    parsed: moka::sync::Cache<(String, Vec<String>), Arc<ParsedSecrets>>,
+    /// Parsed pull secrets by hash of (namespace, names); a hit is compared in full.
+    parsed: moka::sync::Cache<u64, Arc<ParsedSecrets>>,
+    parsed_hasher: foldhash::fast::RandomState,
 }
 
 impl Webhook {
@@ -100,6 +101,7 @@ impl Webhook {
                 .weigher(|_, v: &Arc<ParsedSecrets>| v.weight())
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            parsed_hasher: foldhash::fast::RandomState::default(),
         }
     }
 }
@@ -128,7 +130,9 @@ struct Secrets {
 
 /// Secrets as read (`None`: absent) and what the kubelet makes of them.
 struct ParsedSecrets {
-    reads: Vec<Option<Arc<SecretData>>>,
+    namespace: String,
+    /// (name, Secret) in the Pod's order.
+    reads: Vec<(String, Option<Arc<SecretData>>)>,
     /// Their keyring, with the node's own after it.
     keyring: Arc<Keyring>,
     missing: Vec<String>,
@@ -142,7 +146,7 @@ impl ParsedSecrets {
         let w: usize = self
             .reads
             .iter()
-            .map(|r| r.as_deref().map_or(16, SecretData::weight))
+            .map(|(n, r)| n.len() + r.as_deref().map_or(16, SecretData::weight))
             .sum();
         u32::try_from(w + 256).unwrap_or(u32::MAX)
     }
@@ -495,24 +499,30 @@ impl Webhook {
         if out.names.is_empty() {
             return out;
         }
-        let reads = futures::future::join_all(
-            out.names
-                .iter()
-                .map(|name| self.cluster.secret(namespace, name)),
-        )
-        .await;
-        let mut read = Vec::with_capacity(reads.len());
+        let reads = match out.names.as_slice() {
+            // The usual case, without join_all's boxes.
+            [one] => vec![self.cluster.secret(namespace, one).await],
+            names => {
+                futures::future::join_all(
+                    names
+                        .iter()
+                        .map(|name| self.cluster.secret(namespace, name)),
+                )
+                .await
+            }
+        };
+        let mut read: Vec<(&str, Option<Arc<SecretData>>)> = Vec::with_capacity(reads.len());
         for (name, r) in out.names.iter().zip(reads) {
             match r {
-                Ok(secret) => read.push((name.clone(), secret)),
+                Ok(secret) => read.push((name, secret)),
                 Err(e) => out.cluster_error = Some(e),
             }
         }
         let parsed = if out.cluster_error.is_some() {
             // What could be read still counts; nothing of a partial read is kept.
-            Arc::new(self.parse_secrets(read))
+            Arc::new(self.parse_secrets(namespace, &read))
         } else {
-            self.parsed_secrets(namespace, &out.names, read)
+            self.parsed_secrets(namespace, &read)
         };
         out.keyring = Arc::clone(&parsed.keyring);
         out.missing.clone_from(&parsed.missing);
@@ -527,30 +537,47 @@ impl Webhook {
     fn parsed_secrets(
         &self,
         namespace: &str,
-        names: &[String],
-        read: Vec<(String, Option<Arc<SecretData>>)>,
+        read: &[(&str, Option<Arc<SecretData>>)],
     ) -> Arc<ParsedSecrets> {
-        let key = (namespace.to_owned(), names.to_vec());
+        let key = {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let mut h = self.parsed_hasher.build_hasher();
+            namespace.hash(&mut h);
+            for (name, _) in read {
+                name.hash(&mut h);
+            }
+            h.finish()
+        };
         if let Some(hit) = self.parsed.get(&key) {
             let same = |a: &Option<Arc<SecretData>>, b: &Option<Arc<SecretData>>| match (a, b) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
                 _ => false,
             };
-            if hit.reads.len() == read.len()
-                && hit.reads.iter().zip(&read).all(|(a, (_, b))| same(a, b))
+            if hit.namespace == namespace
+                && hit.reads.len() == read.len()
+                && hit
+                    .reads
+                    .iter()
+                    .zip(read)
+                    .all(|((na, a), (nb, b))| na == nb && same(a, b))
             {
                 return hit;
             }
         }
-        let parsed = Arc::new(self.parse_secrets(read));
+        let parsed = Arc::new(self.parse_secrets(namespace, read));
         self.parsed.insert(key, Arc::clone(&parsed));
         parsed
     }
 
-    fn parse_secrets(&self, reads: Vec<(String, Option<Arc<SecretData>>)>) -> ParsedSecrets {
+    fn parse_secrets(
+        &self,
+        namespace: &str,
+        reads: &[(&str, Option<Arc<SecretData>>)],
+    ) -> ParsedSecrets {
         let mut keyring = Keyring::new();
         let mut out = ParsedSecrets {
+            namespace: namespace.to_owned(),
             reads: Vec::with_capacity(reads.len()),
             keyring: Arc::clone(&self.node_only),
             missing: Vec::new(),
@@ -558,19 +585,22 @@ impl Webhook {
             broken: Vec::new(),
         };
         for (name, read) in reads {
-            match &read {
-                None => out.missing.push(name),
+            let name = (*name).to_owned();
+            match read {
+                None => out.missing.push(name.clone()),
                 Some(secret) => {
                     match credentials::parse_secret(&secret.secret_type, &secret.data) {
                         Ok(Some(config)) => {
                             keyring.add(&format!("secret/{name}"), &config);
                         }
-                        Ok(None) => out.wrong_type.push((name, secret.secret_type.clone())),
-                        Err(e) => out.broken.push((name, e.to_string())),
+                        Ok(None) => out
+                            .wrong_type
+                            .push((name.clone(), secret.secret_type.clone())),
+                        Err(e) => out.broken.push((name.clone(), e.to_string())),
                     }
                 }
             }
-            out.reads.push(read);
+            out.reads.push((name, read.clone()));
         }
         if !keyring.is_empty() {
             out.keyring = Arc::new(keyring.with_fallback(Arc::clone(&self.node_keyring)));
@@ -965,6 +995,38 @@ mod tests {
         );
         let resp = review(&w, &pod_review("r.example/private/app:1", &["later"])).await;
         assert!(resp.allowed, "{}", resp.result.message);
+    }
+
+    #[tokio::test]
+    async fn changed_secrets_are_read_again() {
+        let cluster = Arc::new(InMemoryCluster::new());
+        let w = webhook(Arc::clone(&cluster));
+        let image = "r.example/private/app:1";
+        let put = |user: &str| {
+            cluster.put_secret(
+                "ns",
+                "regcred",
+                SecretData::for_registry("r.example", user, "pw"),
+            )
+        };
+        put("bob");
+        let denied = review(&w, &pod_review(image, &["regcred"])).await;
+        assert!(!denied.allowed);
+        put("alice");
+        let allowed = review(&w, &pod_review(image, &["regcred"])).await;
+        assert!(allowed.allowed, "{}", allowed.result.message);
+        // Same contents under a new object: still the parsed keyring of before.
+        put("alice");
+        assert!(review(&w, &pod_review(image, &["regcred"])).await.allowed);
+        put("bob");
+        assert!(!review(&w, &pod_review(image, &["regcred"])).await.allowed);
+        cluster.delete_secret("ns", "regcred");
+        let missing = review(&w, &pod_review(image, &["regcred"])).await;
+        assert!(
+            missing.result.message.contains("does not exist"),
+            "{}",
+            missing.result.message
+        );
     }
 
     #[tokio::test]

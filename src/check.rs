@@ -103,7 +103,8 @@ pub struct Checker {
     config: Arc<RegistryConfig>,
     /// Verdicts by hash of (image, keyring, context, wanted platforms).
     verdicts: moka::sync::Cache<u64, Arc<Verdict>>,
-    hasher: std::hash::RandomState,
+    /// Keys only pick a slot: a hit is compared field by field, so a fast hash will do.
+    hasher: foldhash::fast::RandomState,
     verdict_hits: prometheus_client::metrics::counter::Counter,
     verdict_misses: prometheus_client::metrics::counter::Counter,
 }
@@ -182,7 +183,7 @@ impl Checker {
             registry,
             config,
             verdicts,
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -535,5 +536,170 @@ pub fn finding_for(
         class: err.class(),
         message: err.to_string(),
         hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheConfig;
+    use crate::credentials::{Credential, DockerConfig};
+    use crate::metrics::Metrics;
+    use crate::registry::{ImagePlatforms, Registry, Unreachable};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// Answers from a script (the last answer repeats), counting calls.
+    struct Scripted {
+        calls: AtomicUsize,
+        answers: Mutex<Vec<Result<Resolved, RegistryError>>>,
+    }
+
+    #[async_trait]
+    impl Registry for Scripted {
+        async fn resolve(
+            &self,
+            _: &ImageRef,
+            _: Option<&Credential>,
+        ) -> Result<Resolved, RegistryError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut answers = self.answers.lock().unwrap();
+            if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                answers[0].clone()
+            }
+        }
+    }
+
+    fn good(digest: &str) -> Result<Resolved, RegistryError> {
+        Ok(Resolved {
+            digest: digest.into(),
+            platforms: Arc::new(ImagePlatforms {
+                is_index: true,
+                platforms: vec![
+                    Platform::new("linux", "amd64", None),
+                    Platform::new("linux", "arm64", None),
+                ],
+            }),
+        })
+    }
+
+    fn down() -> Result<Resolved, RegistryError> {
+        Err(RegistryError::Unavailable {
+            host: "r.example".into(),
+            cause: Unreachable::Status(503),
+            detail: String::new(),
+        })
+    }
+
+    fn checker(
+        answers: Vec<Result<Resolved, RegistryError>>,
+        config: CacheConfig,
+    ) -> (Checker, Arc<Scripted>, Arc<Metrics>) {
+        let inner = Arc::new(Scripted {
+            calls: AtomicUsize::new(0),
+            answers: Mutex::new(answers),
+        });
+        let metrics = Arc::new(Metrics::default());
+        let cached = CachedRegistry::new(
+            Arc::clone(&inner) as Arc<dyn Registry>,
+            &config,
+            Arc::clone(&metrics),
+        );
+        let c = Checker::new(Arc::new(cached), Arc::new(RegistryConfig::default()));
+        (c, inner, metrics)
+    }
+
+    async fn check(c: &Checker, image: &str, k: &Keyring, wanted: &[Platform]) -> Arc<ImageCheck> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        c.check(image, k, wanted, Context::Cluster, deadline).await
+    }
+
+    fn keyring(user: &str) -> Keyring {
+        let json =
+            format!(r#"{{"auths":{{"r.example":{{"username":"{user}","password":"pw"}}}}}}"#);
+        let config: DockerConfig =
+            crate::credentials::parse_dockerconfigjson(json.as_bytes()).expect("config");
+        let mut k = Keyring::new();
+        k.add("secret/regcred", &config);
+        k
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_kept_while_their_answers_are_cached() {
+        let config = CacheConfig {
+            positive_ttl: Duration::from_millis(150),
+            ..CacheConfig::default()
+        };
+        let (c, inner, metrics) = checker(vec![good("sha256:a"), good("sha256:b")], config);
+        let k = keyring("alice");
+        let amd64 = [Platform::new("linux", "amd64", None)];
+        let first = check(&c, "r.example/app:1", &k, &amd64).await;
+        let again = check(&c, "r.example/app:1", &k, &amd64).await;
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the kept verdict is handed out"
+        );
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.cache_count("verdict", "hit"), 1);
+        assert_eq!(
+            metrics.cache_count("result", "hit"),
+            0,
+            "result cache not even asked"
+        );
+
+        // Other inputs, other verdicts: wanted platforms, credentials, image string.
+        let other = check(&c, "r.example/app:1", &k, &[]).await;
+        assert!(!Arc::ptr_eq(&first, &other));
+        let same_content = k.clone();
+        assert!(Arc::ptr_eq(
+            &first,
+            &check(&c, "r.example/app:1", &same_content, &amd64).await
+        ));
+        // The same credentials parsed again make another keyring: a verdict of its own
+        // (ids are conservative), still without asking the registry.
+        let rebuilt = keyring("alice");
+        assert!(!Arc::ptr_eq(
+            &first,
+            &check(&c, "r.example/app:1", &rebuilt, &amd64).await
+        ));
+        let bob = keyring("bob");
+        assert!(!Arc::ptr_eq(
+            &first,
+            &check(&c, "r.example/app:1", &bob, &amd64).await
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &check(&c, "r.example/app:1.0", &k, &amd64).await
+        ));
+
+        // The verdict ends with the cached answer it rests on.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let later = check(&c, "r.example/app:1", &k, &amd64).await;
+        assert_eq!(later.resolved.as_ref().unwrap().digest, "sha256:b");
+    }
+
+    #[tokio::test]
+    async fn verdicts_resting_on_a_failure_are_not_kept() {
+        let (c, inner, metrics) = checker(
+            vec![good("sha256:a"), down()],
+            CacheConfig {
+                positive_ttl: Duration::from_millis(1),
+                ..CacheConfig::default()
+            },
+        );
+        let k = keyring("alice");
+        check(&c, "r.example/app:1", &k, &[]).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The registry fails: a stale answer stands in, and nothing is kept.
+        for _ in 0..3 {
+            let v = check(&c, "r.example/app:1", &k, &[]).await;
+            assert_eq!(v.class(), Some(FindingClass::Unavailable));
+            assert!(v.stale_age.is_some());
+        }
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(metrics.cache_count("verdict", "hit"), 0);
     }
 }

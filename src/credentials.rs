@@ -1821,6 +1821,25 @@ mod tests {
     }
 
     #[test]
+    fn keyring_ids_name_contents() {
+        let config =
+            parse_dockerconfigjson(br#"{"auths":{"r.io":{"username":"u","password":"p"}}}"#)
+                .unwrap();
+        assert_eq!(Keyring::new().id(), 0);
+        let mut a = Keyring::new();
+        a.add("secret/a", &config);
+        assert_ne!(a.id(), 0);
+        assert_eq!(a.clone().id(), a.id(), "a clone holds the same credentials");
+        let before = a.id();
+        a.add("secret/b", &config);
+        assert_ne!(a.id(), before, "every change takes a new id");
+        let with_empty_node = a.clone().with_fallback(std::sync::Arc::new(Keyring::new()));
+        assert_eq!(with_empty_node.id(), a.id(), "an empty fallback changes nothing");
+        let node = std::sync::Arc::new(a.clone());
+        assert_ne!(Keyring::new().with_fallback(node).id(), 0);
+    }
+
+    #[test]
     fn secret_without_data() {
         let data = BTreeMap::new();
         assert!(matches!(

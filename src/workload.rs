@@ -182,22 +182,27 @@ pub fn decode_parts(
     meta: &ObjectMeta,
     object: &Value,
 ) -> Result<Workload, WorkloadError> {
+    let steps = kind.pod_spec_path();
+    // Named only in errors: not built for objects that decode.
+    let path = |n: usize| steps[..n].join(".");
     let mut node = object;
-    let mut path = String::new();
-    for step in kind.pod_spec_path() {
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(step);
+    for (i, step) in steps.iter().enumerate() {
         match node.get(step) {
             None | Some(Value::Null) => {
-                return Err(WorkloadError::decode(kind, format!("{path} is missing")));
+                return Err(WorkloadError::decode(
+                    kind,
+                    format!("{} is missing", path(i + 1)),
+                ));
             }
             Some(v @ Value::Object(_)) => node = v,
             Some(other) => {
                 return Err(WorkloadError::decode(
                     kind,
-                    format!("{path}: expected an object, got {}", type_name(other)),
+                    format!(
+                        "{}: expected an object, got {}",
+                        path(i + 1),
+                        type_name(other)
+                    ),
                 ));
             }
         }
@@ -205,11 +210,12 @@ pub fn decode_parts(
     if matches!(node.get("containers"), None | Some(Value::Null)) {
         return Err(WorkloadError::decode(
             kind,
-            format!("{path}.containers is missing"),
+            format!("{}.containers is missing", path(steps.len())),
         ));
     }
-    let spec = deserialize::<PodSpec>(node)
-        .map_err(|e| WorkloadError::decode(kind, locate_pod_spec_error(&path, node, &e)))?;
+    let spec = deserialize::<PodSpec>(node).map_err(|e| {
+        WorkloadError::decode(kind, locate_pod_spec_error(&path(steps.len()), node, &e))
+    })?;
 
     let name = match meta.name.as_deref() {
         Some(n) if !n.is_empty() => n.to_owned(),
