@@ -78,6 +78,8 @@ pub struct Webhook {
     /// Parsed pull secrets by hash of (namespace, names); a hit is compared in full.
     parsed: moka::sync::Cache<u64, Arc<ParsedSecrets>>,
     parsed_hasher: foldhash::fast::RandomState,
+    /// Secret sets by hash of (namespace, names, ServiceAccount); a hit is compared in full.
+    secret_sets: moka::sync::Cache<u64, Arc<SecretSet>>,
 }
 
 impl Webhook {
@@ -102,6 +104,10 @@ impl Webhook {
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
             parsed_hasher: foldhash::fast::RandomState::default(),
+            secret_sets: moka::sync::Cache::builder()
+                .max_capacity(SECRET_SETS)
+                .expire_after(SecretSetExpiry)
+                .build(),
         }
     }
 }
@@ -151,6 +157,32 @@ impl ParsedSecrets {
         u32::try_from(w + 256).unwrap_or(u32::MAX)
     }
 }
+
+/// The pull secrets of one (namespace, imagePullSecrets, ServiceAccount), as long as the
+/// cluster's cache gives the same answers.
+struct SecretSet {
+    namespace: String,
+    names: Vec<String>,
+    service_account: Option<String>,
+    secrets: Arc<Secrets>,
+    valid_until: std::time::Instant,
+}
+
+struct SecretSetExpiry;
+
+impl moka::Expiry<u64, Arc<SecretSet>> for SecretSetExpiry {
+    fn expire_after_create(
+        &self,
+        _: &u64,
+        v: &Arc<SecretSet>,
+        now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        Some(v.valid_until.saturating_duration_since(now))
+    }
+}
+
+/// Most secret sets kept.
+const SECRET_SETS: u64 = 20_000;
 
 /// Most bytes of Secrets kept parsed (they are mostly shared with the cluster's cache).
 const PARSED_SECRETS_BYTES: u64 = 64 << 20;
@@ -463,26 +495,75 @@ impl Webhook {
 
     /// Pull secrets as the kubelet reads them: the Pod's `imagePullSecrets`, or — for pod
     /// templates, which ServiceAccount admission never touches — its ServiceAccount's.
+    /// Reused, without a read, for as long as the cluster's cache promises the same answers.
     async fn secrets(
         &self,
         service_account_rule: bool,
         spec: &workload::PodSpec,
         namespace: &str,
+    ) -> Arc<Secrets> {
+        let names = workload::pull_secret_names(spec);
+        let service_account =
+            (names.is_empty() && service_account_rule).then(|| workload::service_account(spec));
+        let key = {
+            use std::hash::BuildHasher;
+            self.parsed_hasher
+                .hash_one((namespace, &names, &service_account))
+        };
+        if let Some(hit) = self.secret_sets.get(&key) {
+            if hit.namespace == namespace
+                && hit.names == names
+                && hit.service_account == service_account
+                && std::time::Instant::now() < hit.valid_until
+            {
+                return Arc::clone(&hit.secrets);
+            }
+        }
+        let secrets = Arc::new(
+            self.read_secrets(&names, service_account.as_deref(), namespace)
+                .await,
+        );
+        if secrets.cluster_error.is_none() {
+            let sa = service_account.as_deref();
+            if let Some(valid_until) = self
+                .cluster
+                .answers_hold_until(namespace, sa, &secrets.names)
+                .await
+            {
+                self.secret_sets.insert(
+                    key,
+                    Arc::new(SecretSet {
+                        namespace: namespace.to_owned(),
+                        names,
+                        service_account,
+                        secrets: Arc::clone(&secrets),
+                        valid_until,
+                    }),
+                );
+            }
+        }
+        secrets
+    }
+
+    async fn read_secrets(
+        &self,
+        names: &[String],
+        service_account: Option<&str>,
+        namespace: &str,
     ) -> Secrets {
         let mut out = Secrets {
             keyring: Arc::clone(&self.node_only),
             origin: "imagePullSecrets".into(),
-            names: workload::pull_secret_names(spec),
+            names: names.to_vec(),
             missing: Vec::new(),
             wrong_type: Vec::new(),
             broken: Vec::new(),
             cluster_error: None,
         };
-        if out.names.is_empty() && service_account_rule {
-            let sa = workload::service_account(spec);
+        if let Some(sa) = service_account {
             match self
                 .cluster
-                .service_account_pull_secrets(namespace, &sa)
+                .service_account_pull_secrets(namespace, sa)
                 .await
             {
                 Ok(Some(names)) => {

@@ -336,6 +336,19 @@ pub trait Cluster: Send + Sync {
 
     /// Whether the cluster is reachable at all (false for the "no cluster" implementation).
     fn available(&self) -> bool;
+
+    /// Until when [`Cluster::service_account_pull_secrets`] (for `service_account`, when
+    /// given) and [`Cluster::secret`] (for each of `secrets`) keep giving the answers they
+    /// just gave: the earliest expiry of those cached answers. `None` makes no promise
+    /// (ask again every time); so does the default.
+    async fn answers_hold_until(
+        &self,
+        _namespace: &str,
+        _service_account: Option<&str>,
+        _secrets: &[String],
+    ) -> Option<Instant> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -555,18 +568,29 @@ impl Cluster for NoCluster {
 // ---------------------------------------------------------------------------------------
 
 /// Found entries live `found`, absent ones `absent`.
-struct PresenceExpiry {
-    found: Duration,
-    absent: Duration,
+/// A read answer (`None`: absent) and the moment it stops being reused: `ttl` after the
+/// read when found, `negative_ttl` when absent.
+#[derive(Clone)]
+struct Fetched<T> {
+    value: Option<T>,
+    expires: Instant,
 }
 
-impl<K, V> moka::Expiry<K, Option<V>> for PresenceExpiry {
-    fn expire_after_create(&self, _: &K, value: &Option<V>, _: Instant) -> Option<Duration> {
-        Some(if value.is_some() {
-            self.found
-        } else {
-            self.absent
-        })
+impl<T> Fetched<T> {
+    fn new(value: Option<T>, ttl: Duration, negative_ttl: Duration) -> Self {
+        let keep = if value.is_some() { ttl } else { negative_ttl };
+        Fetched {
+            value,
+            expires: Instant::now() + keep,
+        }
+    }
+}
+
+struct FetchedExpiry;
+
+impl<K, T> moka::Expiry<K, Fetched<T>> for FetchedExpiry {
+    fn expire_after_create(&self, _: &K, v: &Fetched<T>, now: Instant) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
     }
 }
 
@@ -731,12 +755,14 @@ fn unarc(e: Arc<ClusterError>) -> ClusterError {
 pub struct KubeCluster {
     client: kube::Client,
     /// By `namespace/name` (neither can hold a '/').
-    secrets: Cache<String, Option<Arc<SecretData>>>,
-    service_accounts: Cache<String, Option<Vec<String>>>,
+    secrets: Cache<String, Fetched<Arc<SecretData>>>,
+    service_accounts: Cache<String, Fetched<Vec<String>>>,
     pull_secrets: Cache<String, Arc<Vec<(String, SecretData)>>>,
     nodes: Arc<RwLock<NodeMap>>,
     watch_task: Option<tokio::task::JoinHandle<()>>,
     request_timeout: Duration,
+    ttl: Duration,
+    negative_ttl: Duration,
 }
 
 impl fmt::Debug for KubeCluster {
@@ -771,21 +797,15 @@ impl KubeCluster {
     pub fn new(client: kube::Client, ttl: Duration, negative_ttl: Duration) -> Self {
         let secrets = Cache::builder()
             .max_capacity(SECRET_CACHE_BYTES)
-            .weigher(|k: &String, v: &Option<Arc<SecretData>>| {
-                let w = k.len() + v.as_deref().map_or(64, SecretData::weight);
+            .weigher(|k: &String, v: &Fetched<Arc<SecretData>>| {
+                let w = k.len() + v.value.as_deref().map_or(64, SecretData::weight);
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
-            .expire_after(PresenceExpiry {
-                found: ttl,
-                absent: negative_ttl,
-            })
+            .expire_after(FetchedExpiry)
             .build();
         let service_accounts = Cache::builder()
             .max_capacity(SERVICE_ACCOUNT_CACHE_ENTRIES)
-            .expire_after(PresenceExpiry {
-                found: ttl,
-                absent: negative_ttl,
-            })
+            .expire_after(FetchedExpiry)
             .build();
         let pull_secrets = Cache::builder()
             .max_capacity(SECRET_CACHE_BYTES)
@@ -811,6 +831,8 @@ impl KubeCluster {
             nodes,
             watch_task,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ttl,
+            negative_ttl,
         }
     }
 
@@ -876,19 +898,21 @@ impl Cluster for KubeCluster {
         let key = format!("{namespace}/{name}");
         // Cached: no client clone, no future to set up.
         if let Some(hit) = self.secrets.get(&key).await {
-            return Ok(hit);
+            return Ok(hit.value);
         }
         let client = self.client.clone();
-        let timeout = self.request_timeout;
+        let (timeout, ttl, negative_ttl) = (self.request_timeout, self.ttl, self.negative_ttl);
         let (ns, n) = (namespace.to_owned(), name.to_owned());
         self.secrets
             .try_get_with(key, async move {
                 let api: Api<Secret> = Api::namespaced(client, &ns);
                 let what = format!("Secret {ns}/{n}");
                 let found = timed(&what, timeout, api.get_opt(&n)).await?;
-                Ok(found.map(|s| Arc::new(SecretData::from(s))))
+                let value = found.map(|s| Arc::new(SecretData::from(s)));
+                Ok(Fetched::new(value, ttl, negative_ttl))
             })
             .await
+            .map(|f| f.value)
             .map_err(unarc)
     }
 
@@ -902,26 +926,28 @@ impl Cluster for KubeCluster {
         }
         let key = format!("{namespace}/{name}");
         if let Some(hit) = self.service_accounts.get(&key).await {
-            return Ok(hit);
+            return Ok(hit.value);
         }
         let client = self.client.clone();
-        let timeout = self.request_timeout;
+        let (timeout, ttl, negative_ttl) = (self.request_timeout, self.ttl, self.negative_ttl);
         let (ns, n) = (namespace.to_owned(), name.to_owned());
         self.service_accounts
             .try_get_with(key, async move {
                 let api: Api<ServiceAccount> = Api::namespaced(client, &ns);
                 let what = format!("ServiceAccount {ns}/{n}");
                 let found = timed(&what, timeout, api.get_opt(&n)).await?;
-                Ok(found.map(|sa| {
+                let value = found.map(|sa| {
                     sa.image_pull_secrets
                         .unwrap_or_default()
                         .into_iter()
                         .map(|r| r.name)
                         .filter(|n| !n.is_empty())
                         .collect()
-                }))
+                });
+                Ok(Fetched::new(value, ttl, negative_ttl))
             })
             .await
+            .map(|f| f.value)
             .map_err(unarc)
     }
 
@@ -965,6 +991,33 @@ impl Cluster for KubeCluster {
             .await
             .map_err(unarc)?;
         Ok(list.as_ref().clone())
+    }
+
+    async fn answers_hold_until(
+        &self,
+        namespace: &str,
+        service_account: Option<&str>,
+        secrets: &[String],
+    ) -> Option<Instant> {
+        let mut until: Option<Instant> = None;
+        let mut earliest = |t: Instant| until = Some(until.map_or(t, |u| u.min(t)));
+        if let Some(sa) = service_account {
+            earliest(
+                self.service_accounts
+                    .get(&format!("{namespace}/{sa}"))
+                    .await?
+                    .expires,
+            );
+        }
+        for name in secrets {
+            earliest(
+                self.secrets
+                    .get(&format!("{namespace}/{name}"))
+                    .await?
+                    .expires,
+            );
+        }
+        until
     }
 
     fn node_platforms(&self) -> Option<Vec<Platform>> {

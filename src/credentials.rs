@@ -1834,7 +1834,11 @@ mod tests {
         a.add("secret/b", &config);
         assert_ne!(a.id(), before, "every change takes a new id");
         let with_empty_node = a.clone().with_fallback(std::sync::Arc::new(Keyring::new()));
-        assert_eq!(with_empty_node.id(), a.id(), "an empty fallback changes nothing");
+        assert_eq!(
+            with_empty_node.id(),
+            a.id(),
+            "an empty fallback changes nothing"
+        );
         let node = std::sync::Arc::new(a.clone());
         assert_ne!(Keyring::new().with_fallback(node).id(), 0);
     }

@@ -421,3 +421,58 @@ async fn connect_through_kubeconfig() {
     ));
     assert_eq!(api.count("GET", "/secrets/x"), 1);
 }
+
+/// The cache says until when its answers hold: found ones `TTL` after the read, absent ones
+/// `NEG_TTL`; nothing is promised for what was not read (or has expired).
+#[tokio::test]
+async fn answers_hold_until_their_cache_expires() {
+    let api = FakeApiServer::start().await;
+    api.put_service_account("team-a", "default", &["regcred", "gone"]);
+    api.put_secret(
+        "team-a",
+        "regcred",
+        "kubernetes.io/dockerconfigjson",
+        &[(".dockerconfigjson", br#"{"auths":{}}"#)],
+    );
+    let c = cluster(&api).await;
+    let names = ["regcred".to_owned(), "gone".to_owned()];
+    assert_eq!(
+        c.answers_hold_until("team-a", Some("default"), &names)
+            .await,
+        None,
+        "nothing read yet"
+    );
+    let before = std::time::Instant::now();
+    c.service_account_pull_secrets("team-a", "default")
+        .await
+        .unwrap();
+    c.secret("team-a", "regcred").await.unwrap();
+    assert_eq!(
+        c.answers_hold_until("team-a", Some("default"), &names)
+            .await,
+        None,
+        "\"gone\" not read yet"
+    );
+    c.secret("team-a", "gone").await.unwrap();
+    let until = c
+        .answers_hold_until("team-a", Some("default"), &names)
+        .await
+        .expect("all cached");
+    let after = std::time::Instant::now();
+    // The absent Secret expires first.
+    assert!(
+        until >= before + NEG_TTL && until <= after + NEG_TTL,
+        "{until:?}"
+    );
+    let found_only = c
+        .answers_hold_until("team-a", Some("default"), &names[..1])
+        .await
+        .expect("cached");
+    assert!(found_only >= before + TTL && found_only <= after + TTL);
+    tokio::time::sleep(NEG_TTL + Duration::from_millis(50)).await;
+    assert_eq!(
+        c.answers_hold_until("team-a", None, &names[1..]).await,
+        None,
+        "expired"
+    );
+}
