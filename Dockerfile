@@ -14,7 +14,8 @@
 # distroless publishes no versioned tags: the digest is the only real pin of the runtime.
 #
 # Builder and runtime are both Debian 12 (glibc 2.36): the binary links only libc, libm,
-# libgcc_s and the loader, all in distroless/cc. TLS is rustls (no OpenSSL); roots for
+# libgcc_s and the loader, all in distroless/cc. (mimalloc, the allocator, is C compiled by
+# the builder's gcc and linked in statically.) TLS is rustls (no OpenSSL); roots for
 # registries come from the image's /etc/ssl/certs.
 
 ARG RUST_IMAGE=rust:1.95.0-bookworm
