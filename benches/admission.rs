@@ -26,7 +26,9 @@
 //!
 //! `cargo bench` builds `pullcheck` itself (release profile); the example must be built
 //! first (cargo does not build examples for benches). `pullcheck serve` logs as deployed
-//! (`info`: one line per review); `PULLCHECK_LOG=warn cargo bench …` measures it without.
+//! (`info`: a line per denial or warning, none for the allowed reviews measured here). Both
+//! servers run with mimalloc, pullcheck's allocator. `examples/review_cost.rs` measures the
+//! same review in-process, without TLS, HTTP/2 or the load generator.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
