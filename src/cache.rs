@@ -213,24 +213,28 @@ impl CachedRegistry {
     }
 }
 
+/// A registry double for the tests of this module and of `check`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod scripted {
     use super::*;
     use crate::platform::Platform;
     use crate::registry::{ImagePlatforms, Unreachable};
     use async_trait::async_trait;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
     /// A registry double answering from a script, counting calls, optionally slow.
-    struct Scripted {
-        calls: AtomicUsize,
+    pub(crate) struct Scripted {
+        pub(crate) calls: AtomicUsize,
         answers: Mutex<Vec<Result<Resolved, RegistryError>>>,
         delay: Duration,
     }
 
     impl Scripted {
-        fn new(answers: Vec<Result<Resolved, RegistryError>>, delay: Duration) -> Arc<Self> {
+        pub(crate) fn new(
+            answers: Vec<Result<Resolved, RegistryError>>,
+            delay: Duration,
+        ) -> Arc<Self> {
             Arc::new(Self {
                 calls: AtomicUsize::new(0),
                 answers: Mutex::new(answers),
@@ -257,7 +261,7 @@ mod tests {
         }
     }
 
-    fn good(digest: &str) -> Result<Resolved, RegistryError> {
+    pub(crate) fn good(digest: &str) -> Result<Resolved, RegistryError> {
         Ok(Resolved {
             digest: digest.into(),
             platforms: Arc::new(ImagePlatforms {
@@ -267,13 +271,19 @@ mod tests {
         })
     }
 
-    fn down() -> Result<Resolved, RegistryError> {
+    pub(crate) fn down() -> Result<Resolved, RegistryError> {
         Err(RegistryError::Unavailable {
             host: "r.example".into(),
             cause: Unreachable::Status(503),
             detail: String::new(),
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scripted::{down, good, Scripted};
+    use super::*;
 
     fn missing() -> Result<Resolved, RegistryError> {
         Err(RegistryError::RepositoryNotFound {

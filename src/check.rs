@@ -542,66 +542,18 @@ pub fn finding_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::scripted::{down, good, Scripted};
     use crate::cache::CacheConfig;
-    use crate::credentials::{Credential, DockerConfig};
+    use crate::credentials::DockerConfig;
     use crate::metrics::Metrics;
-    use crate::registry::{ImagePlatforms, Registry, Unreachable};
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-
-    /// Answers from a script (the last answer repeats), counting calls.
-    struct Scripted {
-        calls: AtomicUsize,
-        answers: Mutex<Vec<Result<Resolved, RegistryError>>>,
-    }
-
-    #[async_trait]
-    impl Registry for Scripted {
-        async fn resolve(
-            &self,
-            _: &ImageRef,
-            _: Option<&Credential>,
-        ) -> Result<Resolved, RegistryError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let mut answers = self.answers.lock().unwrap();
-            if answers.len() > 1 {
-                answers.remove(0)
-            } else {
-                answers[0].clone()
-            }
-        }
-    }
-
-    fn good(digest: &str) -> Result<Resolved, RegistryError> {
-        Ok(Resolved {
-            digest: digest.into(),
-            platforms: Arc::new(ImagePlatforms {
-                is_index: true,
-                platforms: vec![
-                    Platform::new("linux", "amd64", None),
-                    Platform::new("linux", "arm64", None),
-                ],
-            }),
-        })
-    }
-
-    fn down() -> Result<Resolved, RegistryError> {
-        Err(RegistryError::Unavailable {
-            host: "r.example".into(),
-            cause: Unreachable::Status(503),
-            detail: String::new(),
-        })
-    }
+    use crate::registry::Registry;
+    use std::sync::atomic::Ordering;
 
     fn checker(
         answers: Vec<Result<Resolved, RegistryError>>,
         config: CacheConfig,
     ) -> (Checker, Arc<Scripted>, Arc<Metrics>) {
-        let inner = Arc::new(Scripted {
-            calls: AtomicUsize::new(0),
-            answers: Mutex::new(answers),
-        });
+        let inner = Scripted::new(answers, Duration::ZERO);
         let metrics = Arc::new(Metrics::default());
         let cached = CachedRegistry::new(
             Arc::clone(&inner) as Arc<dyn Registry>,
