@@ -580,18 +580,12 @@ impl Webhook {
         if out.names.is_empty() {
             return out;
         }
-        let reads = match out.names.as_slice() {
-            // The usual case, without join_all's boxes.
-            [one] => vec![self.cluster.secret(namespace, one).await],
-            names => {
-                futures::future::join_all(
-                    names
-                        .iter()
-                        .map(|name| self.cluster.secret(namespace, name)),
-                )
-                .await
-            }
-        };
+        let reads = futures::future::join_all(
+            out.names
+                .iter()
+                .map(|name| self.cluster.secret(namespace, name)),
+        )
+        .await;
         let mut read: Vec<(&str, Option<Arc<SecretData>>)> = Vec::with_capacity(reads.len());
         for (name, r) in out.names.iter().zip(reads) {
             match r {

@@ -69,9 +69,17 @@ impl Entry {
         };
         Entry {
             answer,
-            expires: Instant::now() + ttl,
+            expires: instant_after(ttl),
         }
     }
+}
+
+/// `ttl` from now; a TTL too long for the clock counts as a century.
+pub(crate) fn instant_after(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 struct EntryExpiry;
@@ -298,6 +306,13 @@ mod tests {
 
     fn image() -> ImageRef {
         ImageRef::parse("r.example/x:1").unwrap()
+    }
+
+    #[test]
+    fn any_ttl_gives_an_instant() {
+        assert!(instant_after(Duration::MAX) > Instant::now());
+        let soon = instant_after(Duration::from_secs(1));
+        assert!(soon > Instant::now() && soon <= Instant::now() + Duration::from_secs(1));
     }
 
     #[tokio::test]

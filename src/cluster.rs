@@ -581,7 +581,7 @@ impl<T> Fetched<T> {
         let keep = if value.is_some() { ttl } else { negative_ttl };
         Fetched {
             value,
-            expires: Instant::now() + keep,
+            expires: crate::cache::instant_after(keep),
         }
     }
 }
