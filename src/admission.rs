@@ -132,6 +132,10 @@ struct Secrets {
     /// (name, problem) of secrets that make the kubelet fail every pull.
     broken: Vec<(String, String)>,
     cluster_error: Option<ClusterError>,
+    /// Whether the ServiceAccount, when one was read, exists.
+    service_account_found: bool,
+    /// The Secrets as read (all of them unless `cluster_error`).
+    parsed: Option<Arc<ParsedSecrets>>,
 }
 
 /// Secrets as read (`None`: absent) and what the kubelet makes of them.
@@ -524,12 +528,12 @@ impl Webhook {
                 .await,
         );
         if secrets.cluster_error.is_none() {
-            let sa = service_account.as_deref();
-            if let Some(valid_until) = self
-                .cluster
-                .answers_hold_until(namespace, sa, &secrets.names)
-                .await
-            {
+            let sa = service_account.as_deref().map(|sa| {
+                let names = secrets.service_account_found;
+                (sa, names.then_some(secrets.names.as_slice()))
+            });
+            let reads = secrets.parsed.as_ref().map_or(&[][..], |p| &p.reads[..]);
+            if let Some(valid_until) = self.cluster.answers_hold_until(namespace, sa, reads).await {
                 self.secret_sets.insert(
                     key,
                     Arc::new(SecretSet {
@@ -559,6 +563,8 @@ impl Webhook {
             wrong_type: Vec::new(),
             broken: Vec::new(),
             cluster_error: None,
+            service_account_found: false,
+            parsed: None,
         };
         if let Some(sa) = service_account {
             match self
@@ -568,6 +574,7 @@ impl Webhook {
             {
                 Ok(Some(names)) => {
                     out.names = names;
+                    out.service_account_found = true;
                     out.origin = format!("imagePullSecrets of ServiceAccount {sa:?}");
                 }
                 Ok(None) => {}
@@ -603,6 +610,7 @@ impl Webhook {
         out.missing.clone_from(&parsed.missing);
         out.wrong_type.clone_from(&parsed.wrong_type);
         out.broken.clone_from(&parsed.broken);
+        out.parsed = Some(parsed);
         out
     }
 
@@ -988,7 +996,7 @@ mod tests {
         }
     }
 
-    fn webhook(cluster: Arc<InMemoryCluster>) -> Webhook {
+    fn webhook(cluster: Arc<dyn Cluster>) -> Webhook {
         let metrics = Arc::new(Metrics::default());
         let cached = CachedRegistry::new(
             Arc::new(Fake),
@@ -1049,7 +1057,7 @@ mod tests {
     #[tokio::test]
     async fn missing_secret_is_named_when_the_image_needs_it() {
         let cluster = Arc::new(InMemoryCluster::new());
-        let w = webhook(Arc::clone(&cluster));
+        let w = webhook(cluster.clone());
         let resp = review(&w, &pod_review("r.example/private/app:1", &["later"])).await;
         assert!(!resp.allowed);
         assert!(
@@ -1072,10 +1080,153 @@ mod tests {
         assert!(resp.allowed, "{}", resp.result.message);
     }
 
+    /// A cluster whose answers hold for an hour, as long as they are still the ones the
+    /// caller read; it counts reads, and can change a Secret right after it was read (as a
+    /// cache refresh racing a review would).
+    struct Promising {
+        inner: InMemoryCluster,
+        reads: std::sync::atomic::AtomicUsize,
+        change_after_read: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Cluster for Promising {
+        async fn secret(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Arc<SecretData>>, ClusterError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.reads.fetch_add(1, SeqCst);
+            let read = self.inner.secret(namespace, name).await;
+            if self.change_after_read.swap(false, SeqCst) {
+                let alice = SecretData::for_registry("r.example", "alice", "pw");
+                self.inner.put_secret(namespace, name, alice);
+            }
+            read
+        }
+
+        async fn service_account_pull_secrets(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Vec<String>>, ClusterError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner
+                .service_account_pull_secrets(namespace, name)
+                .await
+        }
+
+        async fn pull_secrets_in(
+            &self,
+            namespace: &str,
+        ) -> Result<Vec<(String, SecretData)>, ClusterError> {
+            self.inner.pull_secrets_in(namespace).await
+        }
+
+        fn node_platforms(&self) -> Option<Vec<Platform>> {
+            self.inner.node_platforms()
+        }
+
+        fn available(&self) -> bool {
+            true
+        }
+
+        async fn answers_hold_until(
+            &self,
+            namespace: &str,
+            service_account: Option<(&str, Option<&[String]>)>,
+            secrets: &[(String, Option<Arc<SecretData>>)],
+        ) -> Option<std::time::Instant> {
+            if let Some((sa, names)) = service_account {
+                let now = self.inner.service_account_pull_secrets(namespace, sa).await;
+                if now.ok()?.as_deref() != names {
+                    return None;
+                }
+            }
+            for (name, read) in secrets {
+                if self.inner.secret(namespace, name).await.ok()? != *read {
+                    return None;
+                }
+            }
+            Some(std::time::Instant::now() + Duration::from_secs(3600))
+        }
+    }
+
+    fn deployment_review(image: &str, service_account: &str) -> AdmissionRequest<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u2",
+                "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "name": "d",
+                "namespace": "ns",
+                "operation": "CREATE",
+                "userInfo": {},
+                "object": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "d", "namespace": "ns"},
+                    "spec": {"template": {"spec": {
+                        "serviceAccountName": service_account,
+                        "containers": [{"name": "c", "image": image}],
+                    }}}
+                }
+            }
+        }))
+        .unwrap();
+        review.try_into().unwrap()
+    }
+
+    /// A Pod's secret set is reused without a cluster read while the cluster promises the
+    /// same answers, and not at all when an answer changed between the read and the promise.
+    #[tokio::test]
+    async fn secret_sets_are_reused_while_the_cluster_answers_hold() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let cluster = Arc::new(Promising {
+            inner: InMemoryCluster::new(),
+            reads: Default::default(),
+            change_after_read: Default::default(),
+        });
+        let bob = SecretData::for_registry("r.example", "bob", "pw");
+        cluster.inner.put_secret("ns", "regcred", bob);
+        cluster
+            .inner
+            .put_service_account("ns", "builder", &["regcred"]);
+        let w = webhook(cluster.clone());
+        let pod = pod_review("r.example/private/app:1", &["regcred"]);
+
+        assert!(!review(&w, &pod).await.allowed, "bob is refused");
+        assert_eq!(cluster.reads.load(SeqCst), 1);
+        assert!(!review(&w, &pod).await.allowed);
+        assert_eq!(cluster.reads.load(SeqCst), 1, "reused: no read");
+
+        // Templates: the ServiceAccount and its Secret, read once.
+        let deployment = deployment_review("r.example/private/app:1", "builder");
+        assert!(!review(&w, &deployment).await.allowed);
+        assert_eq!(cluster.reads.load(SeqCst), 3);
+        assert!(!review(&w, &deployment).await.allowed);
+        assert_eq!(cluster.reads.load(SeqCst), 3, "reused: no read");
+
+        // A Secret that changes right after it is read: what was read is not promised, so
+        // the next review reads again and sees the new contents.
+        let other = pod_review("r.example/private/app:1", &["regcred", "absent"]);
+        cluster.change_after_read.store(true, SeqCst);
+        assert!(!review(&w, &other).await.allowed, "bob, as read");
+        assert_eq!(cluster.reads.load(SeqCst), 5);
+        let resp = review(&w, &other).await;
+        assert!(resp.allowed, "alice: {}", resp.result.message);
+        assert_eq!(cluster.reads.load(SeqCst), 7, "read again");
+        assert!(review(&w, &other).await.allowed);
+        assert_eq!(cluster.reads.load(SeqCst), 7, "now reused");
+    }
+
     #[tokio::test]
     async fn changed_secrets_are_read_again() {
         let cluster = Arc::new(InMemoryCluster::new());
-        let w = webhook(Arc::clone(&cluster));
+        let w = webhook(cluster.clone());
         let image = "r.example/private/app:1";
         let put = |user: &str| {
             cluster.put_secret(

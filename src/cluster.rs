@@ -337,15 +337,16 @@ pub trait Cluster: Send + Sync {
     /// Whether the cluster is reachable at all (false for the "no cluster" implementation).
     fn available(&self) -> bool;
 
-    /// Until when [`Cluster::service_account_pull_secrets`] (for `service_account`, when
-    /// given) and [`Cluster::secret`] (for each of `secrets`) keep giving the answers they
-    /// just gave: the earliest expiry of those cached answers. `None` makes no promise
-    /// (ask again every time); so does the default.
+    /// Until when [`Cluster::service_account_pull_secrets`] and [`Cluster::secret`] keep
+    /// giving the answers the caller got from them: the earliest expiry of those cached
+    /// answers, provided each is still the one the caller read (`service_account`: its name
+    /// and the names it gave, `None` when absent; `secrets`: (name, Secret or `None` when
+    /// absent)). `None` makes no promise (ask again every time); so does the default.
     async fn answers_hold_until(
         &self,
         _namespace: &str,
-        _service_account: Option<&str>,
-        _secrets: &[String],
+        _service_account: Option<(&str, Option<&[String]>)>,
+        _secrets: &[(String, Option<Arc<SecretData>>)],
     ) -> Option<Instant> {
         None
     }
@@ -996,26 +997,34 @@ impl Cluster for KubeCluster {
     async fn answers_hold_until(
         &self,
         namespace: &str,
-        service_account: Option<&str>,
-        secrets: &[String],
+        service_account: Option<(&str, Option<&[String]>)>,
+        secrets: &[(String, Option<Arc<SecretData>>)],
     ) -> Option<Instant> {
         let mut until: Option<Instant> = None;
         let mut earliest = |t: Instant| until = Some(until.map_or(t, |u| u.min(t)));
-        if let Some(sa) = service_account {
-            earliest(
-                self.service_accounts
-                    .get(&format!("{namespace}/{sa}"))
-                    .await?
-                    .expires,
-            );
+        // An entry re-read since the caller's read may hold other data for longer: only the
+        // very answers the caller got count.
+        if let Some((sa, names)) = service_account {
+            let hit = self
+                .service_accounts
+                .get(&format!("{namespace}/{sa}"))
+                .await?;
+            if hit.value.as_deref() != names {
+                return None;
+            }
+            earliest(hit.expires);
         }
-        for name in secrets {
-            earliest(
-                self.secrets
-                    .get(&format!("{namespace}/{name}"))
-                    .await?
-                    .expires,
-            );
+        for (name, read) in secrets {
+            let hit = self.secrets.get(&format!("{namespace}/{name}")).await?;
+            let same = match (&hit.value, read) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => false,
+            };
+            if !same {
+                return None;
+            }
+            earliest(hit.expires);
         }
         until
     }

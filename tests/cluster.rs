@@ -423,7 +423,8 @@ async fn connect_through_kubeconfig() {
 }
 
 /// The cache says until when its answers hold: found ones `TTL` after the read, absent ones
-/// `NEG_TTL`; nothing is promised for what was not read (or has expired).
+/// `NEG_TTL`; nothing is promised for what was not read, has expired, or is no longer what
+/// the caller read.
 #[tokio::test]
 async fn answers_hold_until_their_cache_expires() {
     let api = FakeApiServer::start().await;
@@ -436,26 +437,32 @@ async fn answers_hold_until_their_cache_expires() {
     );
     let c = cluster(&api).await;
     let names = ["regcred".to_owned(), "gone".to_owned()];
+    let sa = Some(("default", Some(&names[..])));
     assert_eq!(
-        c.answers_hold_until("team-a", Some("default"), &names)
-            .await,
+        c.answers_hold_until("team-a", sa, &[]).await,
         None,
         "nothing read yet"
     );
     let before = std::time::Instant::now();
-    c.service_account_pull_secrets("team-a", "default")
+    let read_names = c
+        .service_account_pull_secrets("team-a", "default")
         .await
         .unwrap();
-    c.secret("team-a", "regcred").await.unwrap();
+    assert_eq!(read_names.as_deref(), Some(&names[..]));
+    let regcred = c.secret("team-a", "regcred").await.unwrap();
+    assert!(regcred.is_some());
+    let mut reads = vec![
+        ("regcred".to_owned(), regcred.clone()),
+        ("gone".to_owned(), None),
+    ];
     assert_eq!(
-        c.answers_hold_until("team-a", Some("default"), &names)
-            .await,
+        c.answers_hold_until("team-a", sa, &reads).await,
         None,
         "\"gone\" not read yet"
     );
-    c.secret("team-a", "gone").await.unwrap();
+    assert!(c.secret("team-a", "gone").await.unwrap().is_none());
     let until = c
-        .answers_hold_until("team-a", Some("default"), &names)
+        .answers_hold_until("team-a", sa, &reads)
         .await
         .expect("all cached");
     let after = std::time::Instant::now();
@@ -465,13 +472,50 @@ async fn answers_hold_until_their_cache_expires() {
         "{until:?}"
     );
     let found_only = c
-        .answers_hold_until("team-a", Some("default"), &names[..1])
+        .answers_hold_until("team-a", sa, &reads[..1])
         .await
         .expect("cached");
     assert!(found_only >= before + TTL && found_only <= after + TTL);
-    tokio::time::sleep(NEG_TTL + Duration::from_millis(50)).await;
+
+    // Answers other than the cached ones (the entry was re-read in between) promise nothing.
+    let other_names = ["regcred".to_owned()];
     assert_eq!(
-        c.answers_hold_until("team-a", None, &names[1..]).await,
+        c.answers_hold_until("team-a", Some(("default", Some(&other_names[..]))), &[])
+            .await,
+        None,
+        "the ServiceAccount named other Secrets"
+    );
+    assert_eq!(
+        c.answers_hold_until("team-a", Some(("default", None)), &[])
+            .await,
+        None,
+        "the ServiceAccount was absent"
+    );
+    reads[1].1 = regcred.clone();
+    assert_eq!(
+        c.answers_hold_until("team-a", None, &reads[1..]).await,
+        None,
+        "\"gone\" was present"
+    );
+    let mut changed = regcred.as_deref().cloned().expect("read");
+    changed.data.insert("extra".into(), b"x".to_vec());
+    reads[0].1 = Some(std::sync::Arc::new(changed));
+    assert_eq!(
+        c.answers_hold_until("team-a", None, &reads[..1]).await,
+        None,
+        "\"regcred\" had other contents"
+    );
+    // The same contents in another allocation are the same answer.
+    reads[0].1 = regcred.as_deref().cloned().map(std::sync::Arc::new);
+    assert!(c
+        .answers_hold_until("team-a", None, &reads[..1])
+        .await
+        .is_some());
+
+    tokio::time::sleep(NEG_TTL + Duration::from_millis(50)).await;
+    reads[1].1 = None;
+    assert_eq!(
+        c.answers_hold_until("team-a", None, &reads[1..]).await,
         None,
         "expired"
     );
