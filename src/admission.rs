@@ -1018,35 +1018,48 @@ mod tests {
         )
     }
 
-    fn pod_review(image: &str, secrets: &[&str]) -> AdmissionRequest<DynamicObject> {
-        let secrets: Vec<_> = secrets
-            .iter()
-            .map(|s| serde_json::json!({"name": s}))
-            .collect();
+    /// A CREATE of `object` in namespace "ns", as the API server sends it.
+    fn create_review(
+        group: &str,
+        resource: &str,
+        object: serde_json::Value,
+    ) -> AdmissionRequest<DynamicObject> {
         let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
                 "uid": "u1",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "name": "p",
+                "kind": {"group": group, "version": "v1", "kind": object["kind"]},
+                "resource": {"group": group, "version": "v1", "resource": resource},
+                "name": object["metadata"]["name"],
                 "namespace": "ns",
                 "operation": "CREATE",
                 "userInfo": {},
-                "object": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "p", "namespace": "ns"},
-                    "spec": {
-                        "containers": [{"name": "c", "image": image}],
-                        "imagePullSecrets": secrets,
-                    }
-                }
+                "object": object,
             }
         }))
         .unwrap();
         review.try_into().unwrap()
+    }
+
+    fn pod_review(image: &str, secrets: &[&str]) -> AdmissionRequest<DynamicObject> {
+        let secrets: Vec<_> = secrets
+            .iter()
+            .map(|s| serde_json::json!({"name": s}))
+            .collect();
+        create_review(
+            "",
+            "pods",
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ns"},
+                "spec": {
+                    "containers": [{"name": "c", "image": image}],
+                    "imagePullSecrets": secrets,
+                }
+            }),
+        )
     }
 
     async fn review(w: &Webhook, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
@@ -1154,30 +1167,19 @@ mod tests {
     }
 
     fn deployment_review(image: &str, service_account: &str) -> AdmissionRequest<DynamicObject> {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u2",
-                "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-                "name": "d",
-                "namespace": "ns",
-                "operation": "CREATE",
-                "userInfo": {},
-                "object": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "d", "namespace": "ns"},
-                    "spec": {"template": {"spec": {
-                        "serviceAccountName": service_account,
-                        "containers": [{"name": "c", "image": image}],
-                    }}}
-                }
-            }
-        }))
-        .unwrap();
-        review.try_into().unwrap()
+        create_review(
+            "apps",
+            "deployments",
+            serde_json::json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "d", "namespace": "ns"},
+                "spec": {"template": {"spec": {
+                    "serviceAccountName": service_account,
+                    "containers": [{"name": "c", "image": image}],
+                }}}
+            }),
+        )
     }
 
     /// A Pod's secret set is reused without a cluster read while the cluster promises the
