@@ -66,7 +66,8 @@ pub struct RegistryArgs {
     /// A docker `config.json` whose `auths` are used as pull credentials.
     #[arg(long, value_name = "FILE", env = "PULLCHECK_DOCKER_CONFIG")]
     pub docker_config: Option<PathBuf>,
-    /// Speak plain HTTP to this registry (host[:port] as in image references). Repeatable.
+    /// Speak plain HTTP to this registry (host[:port] as in image references, or a glob
+    /// with `*` such as `*.corp.internal:5000`). Repeatable.
     #[arg(
         long = "plain-http",
         value_name = "HOST",
@@ -128,7 +129,11 @@ impl RegistryArgs {
             ..RegistryConfig::default()
         };
         for host in &self.plain_http {
-            config.host_mut(host).plain_http = true;
+            if host.contains('*') {
+                config.plain_http_globs.push(host.clone());
+            } else {
+                config.host_mut(host).plain_http = true;
+            }
         }
         for host in &self.node_credentials {
             config.host_mut(host).node_credentials = true;

@@ -94,6 +94,9 @@ pub struct FileConfig {
     pub allow_link_local: bool,
     #[serde(default, deserialize_with = "opt_duration")]
     pub registry_timeout: Option<Duration>,
+    /// Registries with their own metric label and pooled connections besides the
+    /// configured ones; the others share the label `other`.
+    pub tracked_registries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +122,10 @@ pub struct CacheFile {
     pub stale_ttl: Option<Duration>,
     pub max_stale_entries: Option<u64>,
     pub max_platform_entries: Option<u64>,
+    /// Bytes of registry bearer tokens kept.
+    pub max_token_bytes: Option<u64>,
+    /// No longer used (registry clients are built per resolution and keep nothing);
+    /// accepted so existing files still load, with a warning.
     pub max_registry_clients: Option<u64>,
 }
 
@@ -255,8 +262,14 @@ impl ServeConfig {
         if let Some(n) = file.cache.max_platform_entries {
             registry.platform_cache_entries = n;
         }
-        if let Some(n) = file.cache.max_registry_clients {
-            registry.max_clients = n;
+        if let Some(n) = file.cache.max_token_bytes {
+            registry.token_cache_bytes = n;
+        }
+        if file.cache.max_registry_clients.is_some() {
+            tracing::warn!("cache.maxRegistryClients is no longer used and is ignored: registry clients keep nothing; tokens are bounded by cache.maxTokenBytes");
+        }
+        if let Some(n) = file.tracked_registries {
+            registry.tracked_registries = n;
         }
         let defaults = CacheConfig::default();
         let cache = CacheConfig {

@@ -8,12 +8,14 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegistryRequestLabels {
-    /// Registry (or token service) host.
+    /// Registry (or token service) host, or `other` beyond the tracked ones (bounded: see
+    /// `registry::names`).
     pub registry: String,
     /// `ping`, `token`, `head_manifest`, `get_manifest`, `get_blob`, `list_tags`.
     pub request: &'static str,
-    /// HTTP status (`200`, `404`, …) or the class of a transport failure.
-    pub outcome: String,
+    /// HTTP status (`200`, `404`, …, or its class `4xx` when unusual) or the class of a
+    /// transport failure.
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,8 +28,9 @@ pub struct CacheLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    pub kind: String,
-    pub operation: String,
+    /// A workload kind pullcheck checks, or `other` (bounded: kinds come from callers).
+    pub kind: &'static str,
+    pub operation: &'static str,
     pub mode: &'static str,
     /// `allowed`, `warned`, `denied`, `skipped`, `invalid`.
     pub decision: &'static str,
@@ -86,7 +89,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn registry_request(&self, registry: &str, request: &'static str, outcome: String) {
+    /// Counts one request; `registry` must already be a bounded label.
+    pub fn registry_request(&self, registry: &str, request: &'static str, outcome: &'static str) {
         self.registry_requests
             .get_or_create(&RegistryRequestLabels {
                 registry: registry.to_string(),

@@ -21,6 +21,7 @@ use crate::cli::parse_duration;
 use crate::config::Deadline;
 use crate::metrics::{AdmissionLabels, Metrics};
 use crate::policy::{truncate, Mode, WARNING_LIMIT};
+use crate::workload::WorkloadKind;
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -81,8 +82,8 @@ fn bad_request(state: &AppState, message: String) -> Response {
         .metrics
         .admissions
         .get_or_create(&AdmissionLabels {
-            kind: String::new(),
-            operation: String::new(),
+            kind: "",
+            operation: "",
             mode: "",
             decision: "invalid",
         })
@@ -168,8 +169,9 @@ async fn validate(
         .metrics
         .admissions
         .get_or_create(&AdmissionLabels {
-            kind: request.kind.kind.clone(),
-            operation: operation_label(&request.operation).into(),
+            kind: WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind)
+                .map_or("other", WorkloadKind::as_str),
+            operation: operation_label(&request.operation),
             mode: reviewed.mode.as_str(),
             decision: reviewed.decision,
         })

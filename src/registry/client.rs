@@ -14,6 +14,7 @@ use url::Url;
 use super::auth::{self, Challenge, Token};
 use super::error::{AuthProblem, RegistryError, Unreachable};
 use super::http::{classify, read_limited, TransportConfig};
+use super::names::TrackedHosts;
 use crate::credentials::Credential;
 use crate::metrics::Metrics;
 use crate::platform::{
@@ -41,13 +42,62 @@ pub const CONFIG_LIMIT: usize = 8 << 20;
 const TOKEN_LIMIT: usize = 1 << 20;
 const TAGS_PAGE_SIZE: usize = 1000;
 
-/// State shared by every client of the process.
+/// State shared by every client of the process. Clients themselves are built per
+/// resolution and hold nothing worth keeping; what is kept lives here, bounded in bytes.
 pub struct Shared {
     pub transport: TransportConfig,
-    /// `/v2/` challenge per registry host: public information, shared across credentials.
+    /// `/v2/` challenge per registry base URL: public information, shared across
+    /// credentials.
     pub challenges: Cache<String, Challenge>,
+    /// Bearer tokens by (registry base URL, credential identity, scope); concurrent misses
+    /// for one key share one token request. Keyed by credential identity, so a token is
+    /// never handed to another credential set.
+    pub tokens: Cache<String, Token>,
+    /// Hosts with their own metric label and pooled connections.
+    pub hosts: Arc<TrackedHosts>,
     pub metrics: Arc<Metrics>,
     pub max_tag_pages: usize,
+}
+
+/// Bytes counted for one cached item besides its strings: moka's entry, the key's and the
+/// value's headers, allocator rounding (measured by `tests/bounded.rs`: see README).
+pub const ENTRY_OVERHEAD: usize = 512;
+
+impl Shared {
+    /// Caches bounded by bytes: `token_bytes` for tokens, `challenge_bytes` for challenges.
+    pub fn new(
+        transport: TransportConfig,
+        hosts: Arc<TrackedHosts>,
+        metrics: Arc<Metrics>,
+        max_tag_pages: usize,
+        token_bytes: u64,
+        challenge_bytes: u64,
+    ) -> Self {
+        let weight = |n: usize| u32::try_from(n + ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+        Self {
+            transport,
+            challenges: Cache::builder()
+                .max_capacity(challenge_bytes)
+                .weigher(move |k: &String, c: &Challenge| {
+                    weight(match c {
+                        Challenge::Bearer { realm, service } => {
+                            k.len() + realm.len() + service.as_ref().map_or(0, String::len)
+                        }
+                        _ => k.len(),
+                    })
+                })
+                .time_to_live(Duration::from_secs(600))
+                .build(),
+            tokens: Cache::builder()
+                .max_capacity(token_bytes)
+                .weigher(move |k: &String, t: &Token| weight(k.len() + t.value.len()))
+                .expire_after(TokenExpiry)
+                .build(),
+            hosts,
+            metrics,
+            max_tag_pages,
+        }
+    }
 }
 
 /// How a request was authorized; decides what a 401 means.
@@ -85,14 +135,16 @@ impl moka::Expiry<String, Token> for TokenExpiry {
     }
 }
 
+/// The distribution API of one registry with one credential set (or none). Cheap to
+/// build: its tokens live in [`Shared::tokens`] under [`Self::token_key`].
 pub struct RegistryClient {
     /// host[:port] contacted for the API (`registry-1.docker.io` for Docker Hub).
     api_host: String,
     base: Url,
     http: reqwest::Client,
     credential: Option<Credential>,
-    /// Bearer tokens by scope; concurrent misses for one scope share one token request.
-    tokens: Cache<String, Token>,
+    /// `<base URL>\n<credential identity>\n`: the prefix of this client's token keys.
+    token_prefix: String,
     shared: Arc<Shared>,
 }
 
@@ -112,17 +164,24 @@ impl RegistryClient {
                 detail: format!("not a usable registry address: {e}"),
             }
         })?;
+        let identity = credential
+            .as_ref()
+            .map_or("anonymous", Credential::fingerprint);
         Ok(Self {
             api_host: api_host.to_string(),
+            token_prefix: format!("{base}\n{identity}\n"),
             base,
             http,
             credential,
-            tokens: Cache::builder()
-                .max_capacity(1024)
-                .expire_after(TokenExpiry)
-                .build(),
             shared,
         })
+    }
+
+    fn token_key(&self, scope: &str) -> String {
+        let mut key = String::with_capacity(self.token_prefix.len() + scope.len());
+        key.push_str(&self.token_prefix);
+        key.push_str(scope);
+        key
     }
 
     fn timeout(&self) -> Duration {
@@ -135,15 +194,18 @@ impl RegistryClient {
         url
     }
 
-    fn count(&self, host: &str, request: &'static str, outcome: String) {
-        self.shared.metrics.registry_request(host, request, outcome);
+    fn count(&self, host: &str, request: &'static str, outcome: &'static str) {
+        let label = self.shared.hosts.label(host);
+        self.shared
+            .metrics
+            .registry_request(label, request, outcome);
     }
 
-    fn outcome_of(err: &RegistryError) -> String {
+    fn outcome_of(err: &RegistryError) -> &'static str {
         match err {
-            RegistryError::Timeout { .. } => "timeout".into(),
-            RegistryError::Blocked { .. } => "blocked".into(),
-            _ => "unreachable".into(),
+            RegistryError::Timeout { .. } => "timeout",
+            RegistryError::Blocked { .. } => "blocked",
+            _ => "unreachable",
         }
     }
 
@@ -166,7 +228,7 @@ impl RegistryClient {
             err
         })?;
         let status = resp.status();
-        self.count(&self.api_host, "ping", status.as_u16().to_string());
+        self.count(&self.api_host, "ping", status_label(status));
         if status.is_success() {
             return Ok(Challenge::None);
         }
@@ -195,8 +257,9 @@ impl RegistryClient {
             Challenge::Bearer { realm, service } => {
                 let scope = format!("repository:{repository}:pull");
                 let entry = self
+                    .shared
                     .tokens
-                    .entry(scope.clone())
+                    .entry(self.token_key(&scope))
                     .or_try_insert_with(self.fetch_token(&realm, service.as_deref(), &scope))
                     .await
                     .map_err(|e| (*e).clone())?;
@@ -243,7 +306,7 @@ impl RegistryClient {
             self.token_service_error(err)
         })?;
         let status = resp.status();
-        self.count(&realm_host, "token", status.as_u16().to_string());
+        self.count(&realm_host, "token", status_label(status));
         match status {
             s if s.is_success() => {
                 let body = read_limited(resp, TOKEN_LIMIT, &realm_host, self.timeout())
@@ -328,11 +391,12 @@ impl RegistryClient {
                 self.count(&self.api_host, request, Self::outcome_of(&err));
                 err
             })?;
-            self.count(&self.api_host, request, resp.status().as_u16().to_string());
+            self.count(&self.api_host, request, status_label(resp.status()));
             if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
                 if let Auth::Bearer { fresh: false, .. } = auth {
-                    self.tokens
-                        .invalidate(&format!("repository:{repository}:pull"))
+                    self.shared
+                        .tokens
+                        .invalidate(&self.token_key(&format!("repository:{repository}:pull")))
                         .await;
                     continue;
                 }
@@ -556,6 +620,27 @@ impl RegistryClient {
     }
 }
 
+/// The `outcome` label of an HTTP status: the statuses registries really send by number,
+/// any other by its class, so a registry inventing statuses cannot add series.
+fn status_label(status: StatusCode) -> &'static str {
+    const KNOWN: [&str; 28] = [
+        "200", "201", "202", "204", "206", "301", "302", "303", "304", "307", "308", "400", "401",
+        "403", "404", "405", "406", "408", "409", "410", "413", "416", "429", "500", "501", "502",
+        "503", "504",
+    ];
+    if let Some(known) = KNOWN.iter().find(|k| **k == status.as_str()) {
+        return known;
+    }
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "other",
+    }
+}
+
 fn unreachable_retry<T>(host: &str) -> Result<T, RegistryError> {
     Err(RegistryError::Unavailable {
         host: host.to_string(),
@@ -670,6 +755,18 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn status_labels_are_bounded() {
+        assert_eq!(status_label(StatusCode::NOT_FOUND), "404");
+        assert_eq!(status_label(StatusCode::from_u16(418).unwrap()), "4xx");
+        assert_eq!(status_label(StatusCode::from_u16(599).unwrap()), "5xx");
+        assert_eq!(status_label(StatusCode::from_u16(999).unwrap()), "other");
+        let all: std::collections::HashSet<_> = (100..1000)
+            .map(|c| status_label(StatusCode::from_u16(c).unwrap()))
+            .collect();
+        assert!(all.len() <= 34, "{} labels", all.len());
     }
 
     #[test]

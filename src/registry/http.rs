@@ -166,14 +166,34 @@ pub struct TransportConfig {
     pub policy: Arc<HostPolicy>,
 }
 
-/// One reqwest client per distinct set of extra trust roots. reqwest clients carry no
-/// credentials (those go on each request), so sharing one across tenants is safe and keeps
-/// connections warm.
+/// reqwest clients per distinct set of extra trust roots, each in two kinds: one that keeps
+/// idle connections (for tracked registries, see `registry::names`) and one that closes
+/// each connection after its request (for every other host, so a stream of distinct hosts
+/// cannot pile up idle connections). reqwest clients carry no credentials (those go on each
+/// request), so sharing one across tenants is safe and keeps connections warm.
 #[derive(Clone, Debug)]
 pub struct HttpClients {
-    default: reqwest::Client,
-    per_host: HashMap<String, reqwest::Client>,
+    default: Pair,
+    per_host: HashMap<String, Pair>,
 }
+
+#[derive(Clone, Debug)]
+struct Pair {
+    pooled: reqwest::Client,
+    unpooled: reqwest::Client,
+}
+
+impl Pair {
+    fn build(transport: &TransportConfig, cas: &[Vec<u8>]) -> Result<Self, String> {
+        Ok(Self {
+            pooled: build_client(transport, cas, true)?,
+            unpooled: build_client(transport, cas, false)?,
+        })
+    }
+}
+
+/// Idle connections kept per tracked registry host (HTTP/2 multiplexes on one).
+const IDLE_PER_HOST: usize = 4;
 
 impl HttpClients {
     /// `global_cas`: PEM bundles trusted for every registry; `host_cas`: per registry host.
@@ -182,7 +202,7 @@ impl HttpClients {
         global_cas: &[Vec<u8>],
         host_cas: &HashMap<String, Vec<Vec<u8>>>,
     ) -> Result<Self, String> {
-        let default = build_client(transport, global_cas)?;
+        let default = Pair::build(transport, global_cas)?;
         let mut per_host = HashMap::new();
         for (host, cas) in host_cas {
             if cas.is_empty() {
@@ -190,17 +210,27 @@ impl HttpClients {
             }
             let mut all = global_cas.to_vec();
             all.extend(cas.iter().cloned());
-            per_host.insert(host.clone(), build_client(transport, &all)?);
+            per_host.insert(host.clone(), Pair::build(transport, &all)?);
         }
         Ok(Self { default, per_host })
     }
 
-    pub fn for_host(&self, host: &str) -> &reqwest::Client {
-        self.per_host.get(host).unwrap_or(&self.default)
+    /// The client for `host`; `pooled` keeps its connections for the next request.
+    pub fn for_host(&self, host: &str, pooled: bool) -> &reqwest::Client {
+        let pair = self.per_host.get(host).unwrap_or(&self.default);
+        if pooled {
+            &pair.pooled
+        } else {
+            &pair.unpooled
+        }
     }
 }
 
-fn build_client(transport: &TransportConfig, cas: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+fn build_client(
+    transport: &TransportConfig,
+    cas: &[Vec<u8>],
+    pooled: bool,
+) -> Result<reqwest::Client, String> {
     let mut certs = Vec::new();
     for pem in cas {
         let parsed = reqwest::Certificate::from_pem_bundle(pem)
@@ -225,6 +255,7 @@ fn build_client(transport: &TransportConfig, cas: &[Vec<u8>]) -> Result<reqwest:
         .connect_timeout(transport.connect_timeout)
         .timeout(transport.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(if pooled { IDLE_PER_HOST } else { 0 })
         .redirect(redirect)
         .dns_resolver(PolicyResolver {
             policy: Arc::clone(&transport.policy),

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod http;
+pub mod names;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use crate::reference::ImageRef;
 use client::{Head, RegistryClient, Shared, Tags, CONFIG_LIMIT};
 pub use error::{AuthProblem, FindingClass, RegistryError, Unreachable};
 use http::{HostPolicy, HttpClients, TransportConfig};
+use names::TrackedHosts;
 
 /// What an image reference resolved to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +77,9 @@ pub struct HostSettings {
 #[derive(Clone, Debug)]
 pub struct RegistryConfig {
     pub hosts: HashMap<String, HostSettings>,
+    /// Registry domains matching one of these globs (`*.corp.internal:5000`) speak plain
+    /// HTTP too; unlike `hosts`, matching ones are not tracked by name (see [`names`]).
+    pub plain_http_globs: Vec<String>,
     /// CA certificates (PEM) trusted for every registry, on top of the system roots.
     pub global_ca_pems: Vec<Vec<u8>>,
     pub policy: HostPolicy,
@@ -83,11 +88,14 @@ pub struct RegistryConfig {
     pub request_timeout: Duration,
     /// Pages of 1,000 tags read at most when suggesting tags.
     pub max_tag_pages: usize,
-    /// A client (and its tokens) for an idle credential set is dropped after this.
-    pub client_idle: Duration,
-    /// Most registry clients (registry × credential set) kept at once.
-    pub max_clients: u64,
-    /// Most digests whose platforms are remembered.
+    /// Bytes of bearer tokens kept (registry × credential set × repository).
+    pub token_cache_bytes: u64,
+    /// Bytes of `/v2/` challenges kept (one per registry).
+    pub challenge_cache_bytes: u64,
+    /// Registries with their own metric label and pooled connections, besides the
+    /// configured ones (see [`names`]).
+    pub tracked_registries: usize,
+    /// Most platform entries remembered for digests (an index with 12 platforms counts 12).
     pub platform_cache_entries: u64,
     pub user_agent: String,
 }
@@ -96,13 +104,15 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             hosts: HashMap::new(),
+            plain_http_globs: Vec::new(),
             global_ca_pems: Vec::new(),
             policy: HostPolicy::default(),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(8),
             max_tag_pages: 10,
-            client_idle: Duration::from_secs(600),
-            max_clients: 10_000,
+            token_cache_bytes: 16 << 20,
+            challenge_cache_bytes: 4 << 20,
+            tracked_registries: names::DEFAULT_CAPACITY,
             platform_cache_entries: 100_000,
             user_agent: concat!("pullcheck/", env!("CARGO_PKG_VERSION")).to_string(),
         }
@@ -125,9 +135,8 @@ pub struct Distribution {
     config: Arc<RegistryConfig>,
     http: HttpClients,
     shared: Arc<Shared>,
-    /// (API host, credential fingerprint) → client; idle ones expire.
-    clients: Cache<(String, String), Arc<RegistryClient>>,
-    /// Digest → platforms. Content-addressed and verified, so shared by every tenant.
+    /// Digest → platforms. Content-addressed and verified, so shared by every tenant;
+    /// weighed by platform entries (a hostile index may list thousands).
     platforms: Cache<String, Arc<ImagePlatforms>>,
 }
 
@@ -145,22 +154,21 @@ impl Distribution {
             .map(|(domain, s)| (api_host(domain).to_string(), s.ca_pems.clone()))
             .collect();
         let http = HttpClients::build(&transport, &config.global_ca_pems, &host_cas)?;
-        let shared = Arc::new(Shared {
+        let configured = config.hosts.keys().map(|d| api_host(d).to_string());
+        let shared = Arc::new(Shared::new(
             transport,
-            challenges: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(600))
-                .build(),
+            Arc::new(TrackedHosts::new(configured, config.tracked_registries)),
             metrics,
-            max_tag_pages: config.max_tag_pages,
-        });
+            config.max_tag_pages,
+            config.token_cache_bytes,
+            config.challenge_cache_bytes,
+        ));
         Ok(Self {
-            clients: Cache::builder()
-                .max_capacity(config.max_clients)
-                .time_to_idle(config.client_idle)
-                .build(),
             platforms: Cache::builder()
                 .max_capacity(config.platform_cache_entries)
+                .weigher(|_, p: &Arc<ImagePlatforms>| {
+                    u32::try_from(p.platforms.len().max(1)).unwrap_or(u32::MAX)
+                })
                 .build(),
             config: Arc::new(config),
             http,
@@ -183,29 +191,29 @@ impl Distribution {
         }
     }
 
-    async fn client(
+    /// A client for one resolution: cheap to build, everything worth keeping (challenges,
+    /// tokens, connections) is shared and bounded.
+    fn client(
         &self,
         image: &ImageRef,
         credential: Option<&Credential>,
-    ) -> Result<Arc<RegistryClient>, RegistryError> {
-        let host = image.registry_host().to_string();
-        let identity = credential
-            .map_or("anonymous", Credential::fingerprint)
-            .to_owned();
-        let settings = self.config.host(image.domain());
-        self.clients
-            .try_get_with((host.clone(), identity), async {
-                RegistryClient::new(
-                    &host,
-                    settings.plain_http,
-                    self.http.for_host(&host).clone(),
-                    credential.cloned(),
-                    Arc::clone(&self.shared),
-                )
-                .map(Arc::new)
-            })
-            .await
-            .map_err(|e| (*e).clone())
+    ) -> Result<RegistryClient, RegistryError> {
+        let host = image.registry_host();
+        let domain = image.domain();
+        let plain_http = self.config.hosts.get(domain).is_some_and(|s| s.plain_http)
+            || self
+                .config
+                .plain_http_globs
+                .iter()
+                .any(|g| http::glob_match(g, &domain.to_ascii_lowercase()));
+        let pooled = self.shared.hosts.track(host);
+        RegistryClient::new(
+            host,
+            plain_http,
+            self.http.for_host(host, pooled).clone(),
+            credential.cloned(),
+            Arc::clone(&self.shared),
+        )
     }
 
     /// A HEAD found nothing: tell a missing repository from a missing tag or digest, and
@@ -290,7 +298,7 @@ impl Registry for Distribution {
         image: &ImageRef,
         credential: Option<&Credential>,
     ) -> Result<Resolved, RegistryError> {
-        let client = self.client(image, credential).await?;
+        let client = self.client(image, credential)?;
         let repository = image.path();
         let reference = image.manifest_reference();
         let digest = match client.head_manifest(repository, reference).await? {

@@ -1,0 +1,312 @@
+//! Memory and metric series stay flat however many distinct registry hosts pullcheck is
+//! made to contact (a hostile manifest, a forged review naming a new host per image).
+//!
+//! 100,000 distinct hosts `127.a.b.c:port`, all loopback: one in twenty is a registry with
+//! token auth (a `/v2/` challenge naming a realm on that same host, a ~1 KiB token), one in
+//! twenty an open registry, both served by one plain-HTTP double listening on two ports of
+//! all of 127/8; the other hosts refuse the connection (a port nothing listens on). The
+//! engine's `Distribution` resolves one image on each; after the first 10,000 hosts the
+//! process's RSS, its open file descriptors and the number of metric series are taken, and
+//! after the other 90,000 they must not have grown beyond what the bounded caches allow.
+//! Its own binary, so no other test shares the process whose memory is measured.
+
+mod support;
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+
+use pullcheck::metrics::Metrics;
+use pullcheck::reference::ImageRef;
+use pullcheck::registry::auth::Token;
+use pullcheck::registry::client::{Shared, ENTRY_OVERHEAD};
+use pullcheck::registry::http::{HostPolicy, TransportConfig};
+use pullcheck::registry::names::TrackedHosts;
+use pullcheck::registry::{Distribution, Registry, RegistryConfig, RegistryError, Unreachable};
+
+const HOSTS: usize = 100_000;
+const WARM_UP: usize = 10_000;
+
+struct Double {
+    index: Vec<u8>,
+    digest: String,
+    token_body: String,
+    tokens: AtomicUsize,
+    token_port: u16,
+}
+
+async fn answer(
+    State(d): State<Arc<Double>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let with_token = host.ends_with(&format!(":{}", d.token_port));
+    match uri.path() {
+        "/v2/" if !with_token => StatusCode::OK.into_response(),
+        "/v2/" => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"http://{host}/token\",service=\"double\""),
+            )],
+        )
+            .into_response(),
+        "/token" => {
+            d.tokens.fetch_add(1, Ordering::Relaxed);
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                d.token_body.clone(),
+            )
+                .into_response()
+        }
+        p if p.starts_with("/v2/app/manifests/")
+            && (!with_token || headers.contains_key(header::AUTHORIZATION)) =>
+        {
+            let mut r = if method == Method::HEAD {
+                StatusCode::OK.into_response()
+            } else {
+                d.index.clone().into_response()
+            };
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(support::media::OCI_INDEX),
+            );
+            h.insert(
+                "docker-content-digest",
+                HeaderValue::from_str(&d.digest).expect("digest header"),
+            );
+            r
+        }
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// Ports of the double: token auth, open, and one nothing listens on.
+struct Ports {
+    token: u16,
+    open: u16,
+    refused: u16,
+}
+
+/// Serves on two ports of 0.0.0.0 (so every 127/8 address reaches it; the test only ever
+/// connects to loopback addresses), on its own thread and runtime.
+fn start_double() -> (Ports, Arc<Double>) {
+    let bind = || {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind double");
+        l.set_nonblocking(true).expect("nonblocking");
+        let port = l.local_addr().expect("addr").port();
+        (l, port)
+    };
+    let ((token_listener, token), (open_listener, open)) = (bind(), bind());
+    // A port that was free a moment ago and that nothing listens on.
+    let refused = bind().1;
+    let index = support::bad_registry::index_body();
+    let double = Arc::new(Double {
+        digest: pullcheck::registry::client::sha256_digest(&index),
+        index,
+        token_body: format!("{{\"token\":\"{}\",\"expires_in\":600}}", "t".repeat(1024)),
+        tokens: AtomicUsize::new(0),
+        token_port: token,
+    });
+    let state = Arc::clone(&double);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("double runtime");
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(answer).with_state(state);
+            let serve = |l| {
+                let listener = tokio::net::TcpListener::from_std(l).expect("listener");
+                axum::serve(listener, app.clone()).into_future()
+            };
+            let (a, b) = tokio::join!(serve(token_listener), serve(open_listener));
+            a.and(b).expect("double serves");
+        });
+    });
+    (
+        Ports {
+            token,
+            open,
+            refused,
+        },
+        double,
+    )
+}
+
+/// The i-th distinct loopback address (127.1.0.1 …), never a .0 or .255.
+fn host(i: usize, port: u16) -> String {
+    let (a, rest) = (1 + i / 62_500, i % 62_500);
+    let (b, c) = (rest / 250, 1 + rest % 250);
+    SocketAddr::from(([127, a as u8, b as u8, c as u8], port)).to_string()
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
+fn series(metrics: &Metrics) -> usize {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("pullcheck_registry_requests_total{"))
+        .count()
+}
+
+/// Host i: one in twenty with token auth, one in twenty open, the rest refusing.
+fn image(i: usize, ports: &Ports) -> (ImageRef, bool) {
+    let (port, answers) = match i % 20 {
+        0 => (ports.token, true),
+        1 => (ports.open, true),
+        _ => (ports.refused, false),
+    };
+    let image = ImageRef::parse(&format!("{}/app:v1", host(i, port))).expect("reference");
+    (image, answers)
+}
+
+async fn resolve_all(
+    registry: &Distribution,
+    range: std::ops::Range<usize>,
+    ports: &Ports,
+    digest: &str,
+) {
+    let failures = futures::stream::iter(range)
+        .map(|i| async move {
+            let (image, answers) = image(i, ports);
+            match (registry.resolve(&image, None).await, answers) {
+                (Ok(r), true) if r.digest == digest => None,
+                (
+                    Err(RegistryError::Unavailable {
+                        cause: Unreachable::ConnectionRefused,
+                        ..
+                    }),
+                    false,
+                ) => None,
+                (Ok(r), _) => Some(format!("{image}: digest {}", r.digest)),
+                (Err(e), _) => Some(format!("{image}: {e}")),
+            }
+        })
+        .buffer_unordered(64)
+        .filter_map(|f| async move { f })
+        .collect::<Vec<_>>()
+        .await;
+    assert!(
+        failures.is_empty(),
+        "{} failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+/// What one cached token really costs, against what the budget counts for it.
+async fn measure_token_cost(metrics: &Arc<Metrics>) {
+    const N: usize = 20_000;
+    let transport = TransportConfig {
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        user_agent: String::new(),
+        policy: Arc::new(HostPolicy::default()),
+    };
+    let hosts = Arc::new(TrackedHosts::new([], 0));
+    let shared = Shared::new(transport, hosts, Arc::clone(metrics), 1, 1 << 30, 1 << 20);
+    let value = "t".repeat(1024);
+    let before = rss_kib();
+    let mut counted = 0;
+    for i in 0..N {
+        let key = format!(
+            "http://{}/\n0123456789abcdef0123456789abcdef\nrepository:team/app:pull",
+            host(i, 5000)
+        );
+        counted += key.len() + value.len() + ENTRY_OVERHEAD;
+        let token = Token {
+            value: value.clone(),
+            lifetime: Duration::from_secs(600),
+        };
+        shared.tokens.insert(key, token).await;
+    }
+    shared.tokens.run_pending_tasks().await;
+    let used = (rss_kib() - before) * 1024;
+    eprintln!(
+        "{N} tokens of 1 KiB: {} bytes each in RSS, {} counted by the budget",
+        used / N as u64,
+        counted / N
+    );
+    // The budget must not undercount what a token costs by more than allocator slack.
+    assert!(
+        used <= counted as u64 * 5 / 4,
+        "tokens cost {used} bytes, the budget counted {counted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_registry_hosts_keep_memory_fds_and_series_flat() {
+    let (ports, double) = start_double();
+    measure_token_cost(&Arc::new(Metrics::default())).await;
+    let metrics = Arc::new(Metrics::default());
+    let config = RegistryConfig {
+        plain_http_globs: vec!["127.*".into()],
+        // Small budgets, so both caches are full after the warm-up and any growth after
+        // it is growth the budgets do not account for.
+        token_cache_bytes: 2 << 20,
+        challenge_cache_bytes: 1 << 20,
+        ..RegistryConfig::default()
+    };
+    let tracked = config.tracked_registries;
+    let registry = Distribution::new(config, Arc::clone(&metrics)).expect("distribution");
+
+    let started = Instant::now();
+    resolve_all(&registry, 0..WARM_UP, &ports, &double.digest).await;
+    let (rss1, fds1, series1) = (rss_kib(), open_fds(), series(&metrics));
+    resolve_all(&registry, WARM_UP..HOSTS, &ports, &double.digest).await;
+    let (rss2, fds2, series2) = (rss_kib(), open_fds(), series(&metrics));
+    let tokens = double.tokens.load(Ordering::Relaxed);
+    eprintln!(
+        "{HOSTS} hosts in {:.1}s: RSS {rss1} → {rss2} KiB, fds {fds1} → {fds2}, \
+         registry_requests series {series1} → {series2}, token requests {tokens}",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Every host with token auth was really asked (tokens are per registry).
+    assert_eq!(tokens, HOSTS / 20);
+    // Series: one `registry` label per tracked host (and its realm, the same host) plus
+    // `other`, each with the requests made (ping, token, head_manifest, get_manifest)
+    // and their outcomes; nothing new after the warm-up.
+    assert_eq!(series2, series1, "series grew after the warm-up");
+    assert!(
+        series2 <= (tracked + 1) * 4,
+        "{series2} series for {tracked} tracked hosts"
+    );
+    // Connections: idle ones are kept only for tracked hosts.
+    assert!(fds2 <= fds1 + 64, "open fds grew from {fds1} to {fds2}");
+    // Memory: 90,000 more hosts may not add more than allocator noise.
+    assert!(
+        rss2 <= rss1 + 12 * 1024,
+        "RSS grew from {rss1} KiB to {rss2} KiB over {} more hosts",
+        HOSTS - WARM_UP
+    );
+}
