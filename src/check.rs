@@ -15,6 +15,7 @@ use crate::platform::{self, Platform};
 use crate::reference::ImageRef;
 use crate::registry::{
     error::human_duration, AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved,
+    TimeoutLimit,
 };
 
 /// Why an image would not pull (or might not): the class the policy acts on, what is wrong
@@ -360,6 +361,10 @@ impl Checker {
                 let err = RegistryError::Timeout {
                     host: reference.domain().to_string(),
                     after: started.elapsed(),
+                    limit: match context {
+                        Context::Cli => TimeoutLimit::Check,
+                        Context::Cluster => TimeoutLimit::Review,
+                    },
                 };
                 out.finding = Some(finding_for(&err, &reference, keyring, &[], context));
             }

@@ -21,7 +21,7 @@ use crate::platform::Platform;
 use crate::policy::{Action, Mode};
 use crate::reference;
 use crate::registry::Registry;
-use crate::registry::{http::HostPolicy, Distribution, RegistryConfig};
+use crate::registry::{hosts::validate_globs, http::HostPolicy, Distribution, RegistryConfig};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
@@ -92,7 +92,8 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub node_credentials: Vec<String>,
-    /// Only contact registry and token hosts matching these globs (`*.example.com`).
+    /// Only contact registry, token and redirect hosts matching these globs
+    /// (`*.example.com`; no port, no trailing dot). Repeatable.
     #[arg(
         long = "allow-host",
         value_name = "GLOB",
@@ -100,7 +101,8 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub allow_host: Vec<String>,
-    /// Never contact hosts matching these globs.
+    /// Never contact hosts matching these globs (registries, token realms, redirect
+    /// targets; names are compared without a trailing dot). Repeatable.
     #[arg(
         long = "deny-host",
         value_name = "GLOB",
@@ -108,7 +110,7 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub deny_host: Vec<String>,
-    /// Allow link-local and cloud metadata addresses (refused by default).
+    /// Allow link-local and cloud metadata addresses, in every IPv6 form (refused by default).
     #[arg(long, env = "PULLCHECK_ALLOW_LINK_LOCAL")]
     pub allow_link_local: bool,
     /// Limit for one registry request.
@@ -121,8 +123,8 @@ impl RegistryArgs {
     pub fn registry_config(&self) -> Result<RegistryConfig, String> {
         let mut config = RegistryConfig {
             policy: HostPolicy {
-                allow: self.allow_host.clone(),
-                deny: self.deny_host.clone(),
+                allow: validate_globs(&self.allow_host, "--allow-host (PULLCHECK_ALLOW_HOSTS)")?,
+                deny: validate_globs(&self.deny_host, "--deny-host (PULLCHECK_DENY_HOSTS)")?,
                 allow_link_local: self.allow_link_local,
             },
             request_timeout: self.registry_timeout,

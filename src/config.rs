@@ -13,7 +13,7 @@ use crate::admission::{OwnedPods, Settings};
 use crate::cache::CacheConfig;
 use crate::cli::{parse_duration, RegistryArgs};
 use crate::policy::{Action, Actions, Mode};
-use crate::registry::{FindingClass, RegistryConfig};
+use crate::registry::{hosts::validate_globs, FindingClass, RegistryConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -250,11 +250,18 @@ impl ServeConfig {
                 );
             }
         }
+        let in_file = |key: &str| {
+            let path = args.config.as_deref().unwrap_or(Path::new("-"));
+            format!("{key} in config {}", path.display())
+        };
         registry
             .policy
             .allow
-            .extend(file.allow_hosts.iter().cloned());
-        registry.policy.deny.extend(file.deny_hosts.iter().cloned());
+            .extend(validate_globs(&file.allow_hosts, &in_file("allowHosts"))?);
+        registry
+            .policy
+            .deny
+            .extend(validate_globs(&file.deny_hosts, &in_file("denyHosts"))?);
         registry.policy.allow_link_local |= file.allow_link_local;
         if let Some(t) = file.registry_timeout {
             registry.request_timeout = t;
@@ -312,6 +319,48 @@ mod tests {
     fn budgets(#[case] timeout_ms: Option<u64>, #[case] want_ms: u128) {
         let got = Deadline::default().budget(timeout_ms.map(Duration::from_millis));
         assert_eq!(got.as_millis(), want_ms);
+    }
+
+    fn resolve(config: &str, flags: &[&str]) -> Result<ServeConfig, String> {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut argv = vec!["pullcheck", "serve", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(flags);
+        let crate::cli::Command::Serve(args) =
+            crate::cli::Cli::try_parse_from(argv).unwrap().command
+        else {
+            unreachable!("serve parses as serve")
+        };
+        ServeConfig::resolve(&args).map_err(|e| e.replace(path.to_str().unwrap(), "FILE"))
+    }
+
+    #[rstest]
+    #[case("denyHosts: [\"deny.example.\"]\n", &[], "denyHosts in config FILE: host glob \"deny.example.\" ends with a dot")]
+    #[case("allowHosts: [\"r.example:5000\"]\n", &[], "allowHosts in config FILE: host glob \"r.example:5000\" has a port")]
+    #[case("", &["--deny-host", "https://deny.example"], "--deny-host (PULLCHECK_DENY_HOSTS): host glob \"https://deny.example\" has a scheme")]
+    #[case("", &["--allow-host", "ok.example,"], "--allow-host (PULLCHECK_ALLOW_HOSTS): host glob \"\" is empty")]
+    fn host_globs_are_checked_at_start(
+        #[case] config: &str,
+        #[case] flags: &[&str],
+        #[case] want: &str,
+    ) {
+        let err = resolve(config, flags).unwrap_err();
+        assert!(err.starts_with(want), "{err}");
+    }
+
+    #[test]
+    fn valid_host_globs_are_kept_as_compared() {
+        let c = resolve(
+            "denyHosts: [\"Deny.Example\", \"[FD00::1]\"]\n",
+            &["--deny-host", "*.bad.example"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.registry.policy.deny,
+            ["*.bad.example", "deny.example", "fd00::1"]
+        );
     }
 
     #[test]

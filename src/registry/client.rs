@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, StatusCode};
 use moka::future::Cache;
 use sha2::Digest as _;
@@ -13,8 +13,9 @@ use url::Url;
 
 use super::auth::{self, Challenge, Token};
 use super::error::{AuthProblem, RegistryError, Unreachable};
-use super::http::{classify, read_limited, TransportConfig};
+use super::http::{read_limited, TransportConfig};
 use super::names::TrackedHosts;
+use super::redirect::{self, Answer, Outbound};
 use crate::credentials::Credential;
 use crate::metrics::Metrics;
 use crate::platform::{
@@ -184,8 +185,26 @@ impl RegistryClient {
         key
     }
 
-    fn timeout(&self) -> Duration {
-        self.shared.transport.request_timeout
+    fn transport(&self) -> &TransportConfig {
+        &self.shared.transport
+    }
+
+    /// A request of this client, its redirects followed by [`redirect`]'s rules.
+    fn outbound(
+        &self,
+        method: Method,
+        url: Url,
+        accept: Option<&'static str>,
+        authorization: Option<http::HeaderValue>,
+    ) -> Outbound<'_> {
+        Outbound {
+            http: &self.http,
+            transport: &self.shared.transport,
+            method,
+            url,
+            accept,
+            authorization,
+        }
     }
 
     fn url(&self, path: &str) -> Url {
@@ -221,12 +240,12 @@ impl RegistryClient {
 
     async fn ping(&self) -> Result<Challenge, RegistryError> {
         let url = self.url("/v2/");
-        self.shared.transport.policy.check_url(&url)?;
-        let resp = self.http.get(url).send().await.map_err(|e| {
-            let err = classify(&e, &self.api_host, self.timeout());
-            self.count(&self.api_host, "ping", Self::outcome_of(&err));
-            err
-        })?;
+        let answer = self
+            .outbound(Method::GET, url, None, None)
+            .send()
+            .await
+            .inspect_err(|err| self.count(&self.api_host, "ping", Self::outcome_of(err)))?;
+        let resp = &answer.response;
         let status = resp.status();
         self.count(&self.api_host, "ping", status_label(status));
         if status.is_success() {
@@ -243,7 +262,7 @@ impl RegistryClient {
                 detail: "401 without a Basic or Bearer challenge".into(),
             });
         }
-        Err(self.status_error(status, resp.headers(), "", &Auth::None))
+        Err(answer.blame(self.status_error(status, resp.headers(), "", &Auth::None)))
     }
 
     async fn authorization(&self, repository: &str) -> Result<Auth, RegistryError> {
@@ -294,27 +313,36 @@ impl RegistryClient {
                 q.append_pair("service", s);
             }
         }
-        self.shared.transport.policy.check_url(&url)?;
         let realm_host = host_port(&url);
-        let mut req = self.http.get(url);
-        if let Some(c) = &self.credential {
-            req = req.basic_auth(c.username(), Some(c.password()));
-        }
-        let resp = req.send().await.map_err(|e| {
-            let err = classify(&e, &realm_host, self.timeout());
-            self.count(&realm_host, "token", Self::outcome_of(&err));
-            self.token_service_error(err)
-        })?;
-        let status = resp.status();
+        // The pull secret's password goes to the realm's origin only, never down a
+        // redirect to another one.
+        let authorization = self
+            .credential
+            .as_ref()
+            .map(|c| redirect::basic(c.username(), c.password()));
+        let answer = self
+            .outbound(Method::GET, url, None, authorization)
+            .send()
+            .await
+            .map_err(|err| {
+                self.count(&realm_host, "token", Self::outcome_of(&err));
+                self.token_service_error(err)
+            })?;
+        let status = answer.response.status();
         self.count(&realm_host, "token", status_label(status));
+        let Answer {
+            response: resp,
+            host: answered_by,
+            redirected_from,
+        } = answer;
         match status {
             s if s.is_success() => {
-                let body = read_limited(resp, TOKEN_LIMIT, &realm_host, self.timeout())
+                let body = read_limited(resp, TOKEN_LIMIT, &answered_by, self.transport())
                     .await
                     .map_err(|e| self.token_service_error(e))?;
                 auth::decode_token(&body).map_err(|detail| {
                     self.token_service_error(RegistryError::Unavailable {
-                        host: realm_host.clone(),
+                        host: answered_by.clone(),
                         cause: Unreachable::InvalidResponse,
                         detail,
                     })
@@ -334,9 +362,11 @@ impl RegistryClient {
                 retry_after: retry_after(resp.headers()),
             }),
             s => Err(self.token_service_error(RegistryError::Unavailable {
-                host: realm_host,
+                host: answered_by,
                 cause: Unreachable::Status(s.as_u16()),
-                detail: String::new(),
+                detail: redirected_from
+                    .map(|from| format!("redirected there by {from}"))
+                    .unwrap_or_default(),
             })),
         }
     }
@@ -370,29 +400,29 @@ impl RegistryClient {
         url: Url,
         repository: &str,
         request: &'static str,
-        accept: Option<&str>,
-    ) -> Result<(reqwest::Response, Auth), RegistryError> {
-        self.shared.transport.policy.check_url(&url)?;
+        accept: Option<&'static str>,
+    ) -> Result<(Answer, Auth), RegistryError> {
         for attempt in 0..2 {
             let auth = self.authorization(repository).await?;
-            let mut req = self.http.request(method.clone(), url.clone());
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
-            }
-            req = match (&auth, &self.credential) {
-                (Auth::Basic, Some(c)) => req.basic_auth(c.username(), Some(c.password())),
-                (Auth::Bearer { token, .. }, _) => {
-                    req.header(AUTHORIZATION, format!("Bearer {token}"))
-                }
-                _ => req,
+            let authorization = match (&auth, &self.credential) {
+                (Auth::Basic, Some(c)) => Some(redirect::basic(c.username(), c.password())),
+                (Auth::Bearer { token, .. }, _) => Some(redirect::bearer(token).ok_or_else(
+                    || RegistryError::Unavailable {
+                        host: self.api_host.clone(),
+                        cause: Unreachable::InvalidResponse,
+                        detail: "the token service gave a token no HTTP header can carry".into(),
+                    },
+                )?),
+                _ => None,
             };
-            let resp = req.send().await.map_err(|e| {
-                let err = classify(&e, &self.api_host, self.timeout());
-                self.count(&self.api_host, request, Self::outcome_of(&err));
-                err
-            })?;
-            self.count(&self.api_host, request, status_label(resp.status()));
-            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+            let answer = self
+                .outbound(method.clone(), url.clone(), accept, authorization)
+                .send()
+                .await
+                .inspect_err(|err| self.count(&self.api_host, request, Self::outcome_of(err)))?;
+            let status = answer.response.status();
+            self.count(&self.api_host, request, status_label(status));
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 if let Auth::Bearer { fresh: false, .. } = auth {
                     self.shared
                         .tokens
@@ -401,7 +431,7 @@ impl RegistryClient {
                     continue;
                 }
             }
-            return Ok((resp, auth));
+            return Ok((answer, auth));
         }
         unreachable_retry(&self.api_host)
     }
@@ -462,7 +492,7 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<Head, RegistryError> {
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
-        let (resp, auth) = self
+        let (answer, auth) = self
             .send(
                 Method::HEAD,
                 url,
@@ -471,6 +501,7 @@ impl RegistryClient {
                 Some(MANIFEST_ACCEPT),
             )
             .await?;
+        let resp = &answer.response;
         let status = resp.status();
         if status.is_success() {
             let header = |name: &str| {
@@ -487,7 +518,7 @@ impl RegistryClient {
         if status == StatusCode::NOT_FOUND {
             return Ok(Head::NotFound);
         }
-        Err(self.status_error(status, resp.headers(), repository, &auth))
+        Err(answer.blame(self.status_error(status, resp.headers(), repository, &auth)))
     }
 
     /// GET a manifest and verify it against `digest` (when `digest` is a digest).
@@ -497,7 +528,7 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<(Option<String>, Vec<u8>), RegistryError> {
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
-        let (resp, auth) = self
+        let (answer, auth) = self
             .send(
                 Method::GET,
                 url,
@@ -506,16 +537,21 @@ impl RegistryClient {
                 Some(MANIFEST_ACCEPT),
             )
             .await?;
-        let status = resp.status();
+        let status = answer.response.status();
         if !status.is_success() {
-            return Err(self.not_found_or(status, &resp, repository, reference, &auth));
+            return Err(self.not_found_or(status, &answer, repository, reference, &auth));
         }
+        let Answer {
+            response: resp,
+            host,
+            ..
+        } = answer;
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = read_limited(resp, MANIFEST_LIMIT, &self.api_host, self.timeout()).await?;
+        let body = read_limited(resp, MANIFEST_LIMIT, &host, self.transport()).await?;
         self.verify(reference, &body)?;
         Ok((content_type, body))
     }
@@ -528,14 +564,14 @@ impl RegistryClient {
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
         let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
-        let (resp, auth) = self
+        let (answer, auth) = self
             .send(Method::GET, url, repository, "get_blob", None)
             .await?;
-        let status = resp.status();
+        let status = answer.response.status();
         if !status.is_success() {
-            return Err(self.not_found_or(status, &resp, repository, digest, &auth));
+            return Err(self.not_found_or(status, &answer, repository, digest, &auth));
         }
-        let body = read_limited(resp, limit, &self.api_host, self.timeout()).await?;
+        let body = read_limited(answer.response, limit, &answer.host, self.transport()).await?;
         self.verify(digest, &body)?;
         Ok(body)
     }
@@ -543,7 +579,7 @@ impl RegistryClient {
     fn not_found_or(
         &self,
         status: StatusCode,
-        resp: &reqwest::Response,
+        answer: &Answer,
         repository: &str,
         digest: &str,
         auth: &Auth,
@@ -555,7 +591,7 @@ impl RegistryClient {
                 digest: digest.to_string(),
             }
         } else {
-            self.status_error(status, resp.headers(), repository, auth)
+            answer.blame(self.status_error(status, answer.response.headers(), repository, auth))
         }
     }
 
@@ -577,9 +613,10 @@ impl RegistryClient {
             .append_pair("n", &TAGS_PAGE_SIZE.to_string());
         let mut tags = Vec::new();
         for _ in 0..self.shared.max_tag_pages.max(1) {
-            let (resp, auth) = self
+            let (answer, auth) = self
                 .send(Method::GET, url.clone(), repository, "list_tags", None)
                 .await?;
+            let resp = &answer.response;
             let status = resp.status();
             if status == StatusCode::NOT_FOUND {
                 return Ok(if tags.is_empty() {
@@ -589,7 +626,12 @@ impl RegistryClient {
                 });
             }
             if !status.is_success() {
-                return Err(self.status_error(status, resp.headers(), repository, &auth));
+                return Err(answer.blame(self.status_error(
+                    status,
+                    resp.headers(),
+                    repository,
+                    &auth,
+                )));
             }
             let next = resp
                 .headers()
@@ -597,7 +639,8 @@ impl RegistryClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link)
                 .and_then(|l| url.join(&l).ok());
-            let body = read_limited(resp, MANIFEST_LIMIT, &self.api_host, self.timeout()).await?;
+            let Answer { response, host, .. } = answer;
+            let body = read_limited(response, MANIFEST_LIMIT, &host, self.transport()).await?;
             #[derive(serde::Deserialize)]
             struct Page {
                 #[serde(default)]

@@ -115,6 +115,20 @@ pub enum Unreachable {
     InvalidResponse,
 }
 
+/// Which time limit ended a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutLimit {
+    /// Connecting (TCP and the TLS handshake) took longer than the connect timeout.
+    Connect,
+    /// One registry request (with its redirects and its body) took longer than
+    /// `--registry-timeout` / `registryTimeout`.
+    Request,
+    /// The admission review's deadline (its `?timeout=` less the margin, or the cap).
+    Review,
+    /// `pullcheck check --timeout`.
+    Check,
+}
+
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegistryError {
     #[error("repository {repository} does not exist on {registry}")]
@@ -163,8 +177,13 @@ pub enum RegistryError {
         cause: Unreachable,
         detail: String,
     },
-    #[error("{host} did not answer within {}", human_duration(*after))]
-    Timeout { host: String, after: Duration },
+    #[error("{}", timeout_message(host, *after, *limit))]
+    Timeout {
+        host: String,
+        after: Duration,
+        /// The limit that fired (each message says which, and how long it is).
+        limit: TimeoutLimit,
+    },
     #[error("requests to {host} are blocked by pullcheck's host policy: {reason}")]
     Blocked { host: String, reason: String },
 }
@@ -223,6 +242,22 @@ fn unreachable_message(host: &str, cause: &Unreachable, detail: &str) -> String 
         Unreachable::InvalidResponse => format!("{host} gave an invalid answer"),
     };
     format!("registry unavailable: {what}{}", detail_suffix(detail))
+}
+
+fn timeout_message(host: &str, after: Duration, limit: TimeoutLimit) -> String {
+    let after = human_duration(after);
+    match limit {
+        TimeoutLimit::Connect => {
+            format!("{host} did not complete a connection within {after} (the connect timeout)")
+        }
+        TimeoutLimit::Request => {
+            format!("{host} did not answer within {after} (the registry timeout)")
+        }
+        TimeoutLimit::Review => {
+            format!("{host} did not answer within {after} (the review's deadline)")
+        }
+        TimeoutLimit::Check => format!("{host} did not answer within {after} (--timeout)"),
+    }
 }
 
 fn host_only(host: &str) -> &str {
@@ -290,6 +325,29 @@ mod tests {
             assert_eq!(c.as_str().parse::<FindingClass>(), Ok(c));
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
+    }
+
+    #[rstest]
+    #[case(
+        TimeoutLimit::Connect,
+        "r:5000 did not complete a connection within 3s (the connect timeout)"
+    )]
+    #[case(
+        TimeoutLimit::Request,
+        "r:5000 did not answer within 3s (the registry timeout)"
+    )]
+    #[case(
+        TimeoutLimit::Review,
+        "r:5000 did not answer within 3s (the review's deadline)"
+    )]
+    #[case(TimeoutLimit::Check, "r:5000 did not answer within 3s (--timeout)")]
+    fn timeouts_say_which_limit_fired(#[case] limit: TimeoutLimit, #[case] want: &str) {
+        let e = RegistryError::Timeout {
+            host: "r:5000".into(),
+            after: Duration::from_secs(3),
+            limit,
+        };
+        assert_eq!(e.to_string(), want);
     }
 
     #[test]

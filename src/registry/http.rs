@@ -1,16 +1,18 @@
-//! HTTP plumbing under the registry client: building reqwest clients (HTTP/2, extra CAs),
-//! the outbound host policy (allow/deny globs, link-local and metadata addresses refused),
-//! bounded body reads and the mapping of transport errors to [`RegistryError`] classes.
+//! HTTP plumbing under the registry client: building reqwest clients (HTTP/2, extra CAs,
+//! no automatic redirects: [`super::redirect`] follows them), the outbound host policy
+//! (allow/deny globs, link-local and metadata addresses refused), bounded body reads and
+//! the mapping of transport errors to [`RegistryError`] classes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
-use super::error::{RegistryError, Unreachable};
+use super::error::{RegistryError, TimeoutLimit, Unreachable};
+use super::hosts::{blocked_reason, ip_literal, normalize_host};
 
 /// Where pullcheck may send requests. Image references and token realms come from users and
 /// registries, so outbound requests are an SSRF vector in a process that holds every
@@ -18,7 +20,8 @@ use super::error::{RegistryError, Unreachable};
 #[derive(Clone, Debug, Default)]
 pub struct HostPolicy {
     /// When non-empty, only hosts matching one of these globs (`*` matches any run of
-    /// characters, `registry.example.com`, `*.example.com`) are contacted.
+    /// characters, `registry.example.com`, `*.example.com`) are contacted. Globs are
+    /// checked at start ([`super::hosts::validate_globs`]).
     pub allow: Vec<String>,
     /// Hosts matching one of these globs are never contacted.
     pub deny: Vec<String>,
@@ -27,31 +30,38 @@ pub struct HostPolicy {
 }
 
 impl HostPolicy {
-    /// Checks a host name or IP literal (no port, IPv6 without brackets).
+    /// Checks a host name or IP literal (no port; IPv6 with or without brackets). Names are
+    /// compared without their trailing dot: `deny.example.` is `deny.example`.
     pub fn check_host(&self, host: &str) -> Result<(), String> {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let lower = host.to_ascii_lowercase();
-        if let Some(glob) = self.deny.iter().find(|g| glob_match(g, &lower)) {
+        let name = normalize_host(host);
+        let ip = ip_literal(&name);
+        let matches = |glob: &String| match (ip, ip_literal(glob)) {
+            // IP literals are compared as addresses (`::ffff:a9fe:a9fe` is written in
+            // more than one way).
+            (Some(ip), Some(rule)) => ip == rule,
+            _ => glob_match(glob, &name),
+        };
+        if let Some(glob) = self.deny.iter().find(|g| matches(g)) {
             return Err(format!("host matches deny rule {glob:?}"));
         }
-        if !self.allow.is_empty() && !self.allow.iter().any(|g| glob_match(g, &lower)) {
+        if !self.allow.is_empty() && !self.allow.iter().any(matches) {
             return Err("host matches no allow rule".to_string());
         }
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        if let Some(ip) = ip {
             self.check_ip(ip)?;
         }
         Ok(())
     }
 
-    /// Checks an address a host name resolved to.
+    /// Checks an address a host name resolved to (or an IP literal).
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
         if self.allow_link_local {
             return Ok(());
         }
-        if is_metadata_or_link_local(ip) {
-            return Err(format!("{ip} is a link-local or cloud metadata address"));
+        match blocked_reason(ip) {
+            Some(why) => Err(format!("{ip} is {why}")),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Checks the host of a URL about to be requested (registry, token realm, redirect).
@@ -63,25 +73,6 @@ impl HostPolicy {
                 reason,
             })
     }
-}
-
-fn is_metadata_or_link_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_bad_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_bad_v4(v4);
-            }
-            let seg = v6.segments();
-            (seg[0] & 0xffc0) == 0xfe80
-                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-                || v6.is_unspecified()
-        }
-    }
-}
-
-fn is_bad_v4(v4: Ipv4Addr) -> bool {
-    v4.is_link_local() || v4.is_unspecified() || v4 == Ipv4Addr::new(100, 100, 100, 200)
 }
 
 /// Case-insensitive glob with `*` only (host names have no other wildcard in practice).
@@ -240,23 +231,15 @@ fn build_client(
         }
         certs.extend(parsed);
     }
-    let policy = Arc::clone(&transport.policy);
-    let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 5 {
-            return attempt.error("more than 5 redirects");
-        }
-        match policy.check_url(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(e) => attempt.error(e.to_string()),
-        }
-    });
     reqwest::Client::builder()
         .user_agent(transport.user_agent.clone())
         .connect_timeout(transport.connect_timeout)
         .timeout(transport.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(if pooled { IDLE_PER_HOST } else { 0 })
-        .redirect(redirect)
+        // Redirects are followed by `super::redirect`, which never re-sends credentials
+        // once a hop has left the first origin (reqwest's policy re-applies them).
+        .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(PolicyResolver {
             policy: Arc::clone(&transport.policy),
         })
@@ -265,8 +248,9 @@ fn build_client(
         .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
-/// Maps a transport error to its class, naming `host` (the one that failed).
-pub fn classify(err: &reqwest::Error, host: &str, timeout: Duration) -> RegistryError {
+/// Maps a transport error to its class, naming `host` (the one that failed) and, for a
+/// timeout, the limit that fired: connecting (TCP and TLS) has its own, shorter limit.
+pub fn classify(err: &reqwest::Error, host: &str, transport: &TransportConfig) -> RegistryError {
     let unavailable = |cause, detail: String| RegistryError::Unavailable {
         host: host.to_string(),
         cause,
@@ -302,23 +286,18 @@ pub fn classify(err: &reqwest::Error, host: &str, timeout: Duration) -> Registry
         source = next;
     }
     if err.is_timeout() {
+        // reqwest's connect timeout surfaces as a connect error; the request's own timeout
+        // (the whole request, body included) does not.
+        let (after, limit) = if err.is_connect() {
+            (transport.connect_timeout, TimeoutLimit::Connect)
+        } else {
+            (transport.request_timeout, TimeoutLimit::Request)
+        };
         return RegistryError::Timeout {
             host: host.to_string(),
-            after: timeout,
+            after,
+            limit,
         };
-    }
-    if err.is_redirect() {
-        let detail = error_chain(err);
-        if let Some(blocked) = detail.split("blocked by pullcheck's host policy: ").nth(1) {
-            return RegistryError::Blocked {
-                host: host.to_string(),
-                reason: blocked.to_string(),
-            };
-        }
-        return unavailable(Unreachable::InvalidResponse, detail);
-    }
-    if err.is_connect() {
-        return unavailable(Unreachable::Connect, error_chain(err));
     }
     unavailable(Unreachable::Connect, error_chain(err))
 }
@@ -347,7 +326,7 @@ pub async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
     host: &str,
-    timeout: Duration,
+    transport: &TransportConfig,
 ) -> Result<Vec<u8>, RegistryError> {
     let too_big = || RegistryError::Unavailable {
         host: host.to_string(),
@@ -361,7 +340,7 @@ pub async fn read_limited(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| classify(&e, host, timeout))?
+        .map_err(|e| classify(&e, host, transport))?
     {
         if body.len() + chunk.len() > limit {
             return Err(too_big());
@@ -413,6 +392,137 @@ mod tests {
         assert!(p.check_host("r.corp.example").is_ok());
         assert!(p.check_host("bad.corp.example").is_err());
         assert!(p.check_host("docker.io").is_err());
+    }
+
+    fn deny(globs: &[&str]) -> HostPolicy {
+        HostPolicy {
+            deny: globs.iter().map(|g| g.to_string()).collect(),
+            ..HostPolicy::default()
+        }
+    }
+
+    #[rstest]
+    // Names are compared without their trailing dot, whatever the case.
+    #[case("https://deny.example/v2/", false)]
+    #[case("https://deny.example./v2/", false)]
+    #[case("https://DENY.example.:5000/token", false)]
+    #[case("https://a.deny.example./x", false)]
+    #[case("https://deny.example.org./x", true)]
+    #[case("https://ok.example./x", true)]
+    // IP literals in every notation the URL parser accepts are checked as addresses.
+    #[case("http://2852039166/", false)] // 169.254.169.254 as one number
+    #[case("http://0xa9.0xfe.0xa9.0xfe/", false)]
+    #[case("http://169.254.169.254./", false)]
+    #[case("http://[::a9fe:a9fe]/", false)]
+    #[case("http://[::ffff:169.254.169.254]/", false)]
+    #[case("http://[64:ff9b::a9fe:a9fe]/", false)]
+    #[case("http://[2002:a9fe:a9fe::]/", false)]
+    #[case("http://168.63.129.16/", false)]
+    #[case("http://[fd00:0:0::1]/", false)] // the deny rule below, written differently
+    #[case("http://[fd00::2]/", true)]
+    fn urls_through_the_guard(#[case] url: &str, #[case] allowed: bool) {
+        let policy = deny(&["*.deny.example", "deny.example", "fd00::1"]);
+        let url = Url::parse(url).unwrap();
+        let got = policy.check_url(&url);
+        assert_eq!(got.is_ok(), allowed, "{url}: {got:?}");
+    }
+
+    #[test]
+    fn blocked_messages_say_why() {
+        let err = deny(&["deny.example"])
+            .check_url(&Url::parse("https://deny.example./token").unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "requests to deny.example. are blocked by pullcheck's host policy: host matches deny rule \"deny.example\""
+        );
+        let err = HostPolicy::default()
+            .check_url(&Url::parse("http://[::a9fe:a9fe]/").unwrap())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("::a9fe:a9fe is the IPv4-compatible form of 169.254.169.254"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn allow_rules_match_names_with_a_trailing_dot() {
+        let p = HostPolicy {
+            allow: vec!["registry.example".into()],
+            ..HostPolicy::default()
+        };
+        assert!(p.check_host("registry.example.").is_ok());
+        assert!(p.check_host("other.example.").is_err());
+    }
+
+    fn transport(connect: Duration, request: Duration) -> TransportConfig {
+        TransportConfig {
+            connect_timeout: connect,
+            request_timeout: request,
+            user_agent: "pullcheck-test".into(),
+            policy: Arc::new(HostPolicy::default()),
+        }
+    }
+
+    /// A listener on loopback that accepts connections and never writes a byte.
+    async fn silent_listener() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_connect_timeout_is_named_as_such() {
+        // TLS handshake that never completes: the connect timeout fires, not the request's.
+        let (addr, task) = silent_listener().await;
+        let t = transport(Duration::from_millis(300), Duration::from_secs(8));
+        let http = HttpClients::build(&t, &[], &HashMap::new()).unwrap();
+        let started = std::time::Instant::now();
+        let err = http
+            .for_host("x", true)
+            .get(format!("https://{addr}/v2/"))
+            .send()
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        let got = classify(&err, &addr.to_string(), &t);
+        assert_eq!(
+            got,
+            RegistryError::Timeout {
+                host: addr.to_string(),
+                after: Duration::from_millis(300),
+                limit: TimeoutLimit::Connect
+            }
+        );
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_request_timeout_is_named_as_such() {
+        // Plain HTTP: connected at once, the request is never answered.
+        let (addr, task) = silent_listener().await;
+        let t = transport(Duration::from_secs(3), Duration::from_millis(300));
+        let http = HttpClients::build(&t, &[], &HashMap::new()).unwrap();
+        let err = http
+            .for_host("x", true)
+            .get(format!("http://{addr}/v2/"))
+            .send()
+            .await
+            .unwrap_err();
+        let got = classify(&err, &addr.to_string(), &t);
+        assert_eq!(
+            got.to_string(),
+            format!("{addr} did not answer within 300ms (the registry timeout)")
+        );
+        task.abort();
     }
 
     #[test]

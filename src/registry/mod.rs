@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod hosts;
 pub mod http;
 pub mod names;
+pub mod redirect;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::platform::{self, ManifestKind, Platform};
 use crate::reference::ImageRef;
 use client::{Head, RegistryClient, Shared, Tags, CONFIG_LIMIT};
-pub use error::{AuthProblem, FindingClass, RegistryError, Unreachable};
+pub use error::{AuthProblem, FindingClass, RegistryError, TimeoutLimit, Unreachable};
 use http::{HostPolicy, HttpClients, TransportConfig};
 use names::TrackedHosts;
 

@@ -85,7 +85,7 @@ fn normalize(host: &str) -> std::borrow::Cow<'_, str> {
         Some((n, p)) => (n, Some(p)),
         None => (host, None),
     };
-    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let trimmed = name.trim_end_matches('.');
     if trimmed.len() == name.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) {
         return std::borrow::Cow::Borrowed(host);
     }

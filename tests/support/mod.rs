@@ -19,9 +19,10 @@
 pub mod apiserver;
 pub mod bad_registry;
 mod push;
+pub mod redirect;
 mod registry;
 pub mod serve;
-mod tls;
+pub mod tls;
 mod token;
 mod util;
 

@@ -49,9 +49,15 @@ impl TestCa {
 
     /// A TLS server certificate for `127.0.0.1` (IP SAN) and `localhost`.
     pub fn server_leaf(&self, common_name: &str) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("leaf params");
+        self.server_leaf_for(&["127.0.0.1", "localhost"], common_name)
+    }
+
+    /// A TLS server certificate for these names (IP addresses become IP SANs).
+    pub fn server_leaf_for(&self, names: &[&str], common_name: &str) -> Leaf {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names.dedup();
+        let mut params = CertificateParams::new(names).expect("leaf params");
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
