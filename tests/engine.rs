@@ -497,7 +497,11 @@ async fn concurrent_identical_lookups_cost_one_manifest_request() {
 #[tokio::test]
 async fn unreachable_registries_are_transient_and_named() {
     let none = Keyring::new();
-    let config = RegistryConfig::default();
+    // Plain HTTP for the unresolvable name: over TLS, the name is refused as a TLS server
+    // name before any lookup (see `support::unresolvable_name`).
+    let name = support::unresolvable_name("registry");
+    let mut config = RegistryConfig::default();
+    config.host_mut(&name).plain_http = true;
     let c = Checker::from_config(
         config,
         &CacheConfig::default(),
@@ -517,12 +521,10 @@ async fn unreachable_registries_are_transient_and_named() {
         .message
         .contains("refused the connection"));
 
-    let r = check(&c, "registry.nonexistent.invalid/x/y:1", &none).await;
+    let r = check(&c, &format!("{name}/x/y:1"), &none).await;
     assert_class(&r, FindingClass::Unavailable);
-    assert!(
-        r.finding.unwrap().message.contains("does not resolve"),
-        "DNS named"
-    );
+    let message = r.finding.unwrap().message;
+    assert!(message.contains("does not resolve"), "DNS named: {message}");
 
     // TLS with a CA pullcheck does not trust.
     let reg = start(true, Auth::None).await;

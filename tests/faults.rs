@@ -315,17 +315,15 @@ async fn token_service_down() {
     .await;
 
     // A realm whose name does not resolve: the same, said of the token service.
-    let bad = BadRegistry::start(Behaviour::TokenRealm(
-        "https://auth.pullcheck.invalid/token".into(),
-    ))
-    .await;
+    let realm = support::unresolvable_name("auth");
+    let bad = BadRegistry::start(Behaviour::TokenRealm(format!("http://{realm}/token"))).await;
     let image = format!("{}/team/app:1", bad.host());
     assert_fault(FaultCase {
         plain_http: vec![bad.host()],
         timeout: Duration::from_secs(3),
         class: "unavailable",
         expect: vec![
-            "the name auth.pullcheck.invalid does not resolve".into(),
+            format!("the name {realm} does not resolve"),
             format!("token service of {}", bad.host()),
         ],
         image,
@@ -335,12 +333,14 @@ async fn token_service_down() {
 
 #[tokio::test]
 async fn registry_name_that_does_not_resolve() {
-    let image = "registry.pullcheck.invalid/team/app:1".to_string();
+    let name = support::unresolvable_name("registry");
+    let image = format!("{name}/team/app:1");
     assert_fault(FaultCase {
-        plain_http: Vec::new(),
+        // Over TLS the name would be refused as a server name before any lookup.
+        plain_http: vec![name.clone()],
         timeout: Duration::from_secs(3),
         class: "unavailable",
-        expect: vec!["the name registry.pullcheck.invalid does not resolve".into()],
+        expect: vec![format!("the name {name} does not resolve")],
         image,
     })
     .await;
@@ -364,10 +364,11 @@ async fn every_fault_at_once_in_one_review_is_answered_in_time() {
     let token =
         BadRegistry::start(Behaviour::TokenRealm(format!("http://{realm_host}/token"))).await;
     let down = format!("127.0.0.1:{}", dead_port());
+    let unresolvable = support::unresolvable_name("registry");
     let plain: Vec<String> = [&good, &hang, &slow, &e500, &e429, &token]
         .iter()
         .map(|r| r.host())
-        .chain([down.clone()])
+        .chain([down.clone(), unresolvable.clone()])
         .collect();
     let server = Server::start(Options {
         config: "defaultMode: enforce\n".into(),
@@ -380,7 +381,7 @@ async fn every_fault_at_once_in_one_review_is_answered_in_time() {
         .map(|r| format!("{}/team/app:1", r.host()))
         .collect();
     images.push(format!("{down}/team/app:1"));
-    images.push("registry.pullcheck.invalid/team/app:1".into());
+    images.push(format!("{unresolvable}/team/app:1"));
     let good_image = format!("{}/team/app:1", good.host());
     images.push(good_image.clone());
     let (resp, took) = server

@@ -415,7 +415,7 @@ async fn deny_rules_see_through_a_trailing_dot(#[case] rule: &str, #[case] as_re
 /// registry that sent there) and says who sent there.
 #[tokio::test]
 async fn a_redirect_to_an_unresolvable_name_names_that_name() {
-    let name = format!("{}.pullcheck.invalid", "s".repeat(64));
+    let name = support::unresolvable_name("storage");
     let location = format!("http://{name}:5000");
     let a = HostileServer::start("127.0.0.1", None, move |r| match r.path.as_str() {
         "/v2/" => Reply::Registry,

@@ -100,3 +100,11 @@ pub mod media {
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 }
+
+/// A host name that never resolves and is never sent to a DNS server: its first label is 64
+/// bytes, over DNS's 63-byte limit (RFC 1035), so the system resolver refuses it without a
+/// query. Tests that need a name that does not resolve use it, so no packet leaves loopback.
+pub fn unresolvable_name(label: &str) -> String {
+    let first = format!("{label}-{}", "x".repeat(64usize.saturating_sub(label.len() + 1)));
+    format!("{first}.invalid")
+}
