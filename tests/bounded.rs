@@ -24,12 +24,15 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 
 use pullcheck::metrics::Metrics;
+use pullcheck::platform::Platform;
 use pullcheck::reference::ImageRef;
 use pullcheck::registry::auth::Token;
 use pullcheck::registry::client::{Shared, ENTRY_OVERHEAD};
 use pullcheck::registry::http::{HostPolicy, TransportConfig};
 use pullcheck::registry::names::TrackedHosts;
-use pullcheck::registry::{Distribution, Registry, RegistryConfig, RegistryError, Unreachable};
+use pullcheck::registry::{
+    Distribution, ImagePlatforms, Registry, RegistryConfig, RegistryError, Unreachable,
+};
 
 const HOSTS: usize = 100_000;
 const WARM_UP: usize = 10_000;
@@ -224,7 +227,7 @@ async fn resolve_all(
 }
 
 /// What one cached token really costs, against what the budget counts for it.
-async fn measure_token_cost(metrics: &Arc<Metrics>) {
+async fn measure_token_cost(metrics: &Arc<Metrics>) -> Shared {
     const N: usize = 20_000;
     let transport = TransportConfig {
         connect_timeout: Duration::from_secs(1),
@@ -261,12 +264,45 @@ async fn measure_token_cost(metrics: &Arc<Metrics>) {
         used <= counted as u64 * 5 / 4,
         "tokens cost {used} bytes, the budget counted {counted}"
     );
+    shared
+}
+
+/// What a digest's platforms cost in the platform cache, per platform entry (the unit of
+/// `cache.maxPlatformEntries`).
+async fn measure_platform_cost() -> Distribution {
+    const DIGESTS: usize = 20_000;
+    const PER_DIGEST: usize = 4;
+    let registry = Distribution::new(RegistryConfig::default(), Arc::new(Metrics::default()))
+        .expect("distribution");
+    let platform = |arch: &str| Platform::parse(&format!("linux/{arch}")).expect("platform");
+    let before = rss_kib();
+    let known = (0..DIGESTS).map(|i| {
+        let platforms = ["amd64", "arm64", "arm/v7", "s390x"].map(platform).to_vec();
+        assert_eq!(platforms.len(), PER_DIGEST);
+        (
+            format!("sha256:{i:064x}"),
+            Arc::new(ImagePlatforms {
+                is_index: true,
+                platforms,
+            }),
+        )
+    });
+    registry.preload_platforms(known).await;
+    let used = (rss_kib() - before) * 1024;
+    eprintln!(
+        "{DIGESTS} digests × {PER_DIGEST} platforms: {} bytes per platform entry",
+        used / (DIGESTS * PER_DIGEST) as u64
+    );
+    // Kept alive by the caller, so the next measurement does not reuse its memory.
+    registry
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_registry_hosts_keep_memory_fds_and_series_flat() {
     let (ports, double) = start_double();
-    measure_token_cost(&Arc::new(Metrics::default())).await;
+    let platforms = measure_platform_cost().await;
+    let tokens = measure_token_cost(&Arc::new(Metrics::default())).await;
+    drop((platforms, tokens));
     let metrics = Arc::new(Metrics::default());
     let config = RegistryConfig {
         plain_http_globs: vec!["127.*".into()],

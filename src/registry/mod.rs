@@ -115,7 +115,7 @@ impl Default for RegistryConfig {
             token_cache_bytes: 16 << 20,
             challenge_cache_bytes: 4 << 20,
             tracked_registries: names::DEFAULT_CAPACITY,
-            platform_cache_entries: 100_000,
+            platform_cache_entries: 50_000,
             user_agent: concat!("pullcheck/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }

@@ -105,6 +105,9 @@ pub mod media {
 /// bytes, over DNS's 63-byte limit (RFC 1035), so the system resolver refuses it without a
 /// query. Tests that need a name that does not resolve use it, so no packet leaves loopback.
 pub fn unresolvable_name(label: &str) -> String {
-    let first = format!("{label}-{}", "x".repeat(64usize.saturating_sub(label.len() + 1)));
+    let first = format!(
+        "{label}-{}",
+        "x".repeat(64usize.saturating_sub(label.len() + 1))
+    );
     format!("{first}.invalid")
 }
