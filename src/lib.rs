@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod diskcache;
+pub mod listener;
 pub mod manifests;
 pub mod metrics;
 pub mod platform;
