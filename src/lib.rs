@@ -7,6 +7,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod admission;
+pub mod apiserver_auth;
 pub mod cache;
 pub mod certs;
 pub mod check;
