@@ -1226,6 +1226,7 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
         ca_cert: Some(ca_crt.clone()),
         ca_key: Some(ca_key),
         force: false,
+        api_server_client: true,
     };
     let mut printed = Vec::new();
     assert_eq!(
@@ -1253,6 +1254,25 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
         out.join("tls.crt").to_str().unwrap(),
     ]);
     assert!(ok, "{text}");
+    // So does the API server's client certificate, for client authentication only.
+    let client = out.join("apiserver-client.crt");
+    let verify_as = |purpose: &str| {
+        openssl(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            purpose,
+            "-CAfile",
+            ca_crt.to_str().unwrap(),
+            client.to_str().unwrap(),
+        ])
+    };
+    let (ok, text) = verify_as("sslclient");
+    assert!(ok, "{text}");
+    assert!(
+        !verify_as("sslserver").0,
+        "a client certificate must not serve"
+    );
     let ca_pem = std::fs::read_to_string(&ca_crt).unwrap();
     let serving = pullcheck::certs::Pem {
         cert: std::fs::read_to_string(out.join("tls.crt")).unwrap(),
