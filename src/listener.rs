@@ -596,7 +596,12 @@ where
         tokio::select! {
             biased;
             _ = conn.as_mut() => return closing,
-            () = evict.notified(), if !activity.requested() => return Some(Closed::Evicted),
+            () = evict.notified(), if !activity.requested() => {
+                // Pushed out just as its first request came: that request wins.
+                if !activity.requested() {
+                    return Some(Closed::Evicted);
+                }
+            }
             _ = shutdown.wait_for(|stop| *stop), if closing.is_none() => {
                 if !activity.requested() {
                     return Some(Closed::Shutdown);
