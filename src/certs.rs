@@ -117,6 +117,11 @@ pub struct CertsArgs {
     /// Replace a different ca.key already in --out-dir.
     #[arg(long)]
     pub force: bool,
+    /// Also issue the API server's client certificate (apiserver-client.crt/.key, signed by
+    /// the CA: give `serve --client-ca ca.crt`) and write the kubeconfig and
+    /// AdmissionConfiguration that make the API server present it.
+    #[arg(long)]
+    pub api_server_client: bool,
 }
 
 /// A CA (10 years) and a serving certificate signed by it for the DNS names `<service>`,
@@ -188,6 +193,8 @@ pub struct Written {
     pub reused_ca: bool,
     /// DNS names of the serving certificate.
     pub names: Vec<String>,
+    /// The API server's client certificate was issued for this webhook host.
+    pub api_server_client: Option<String>,
 }
 
 /// The work of `pullcheck certs` without the printing: create or load the CA, issue the
@@ -222,10 +229,23 @@ pub fn write_certs(args: &CertsArgs) -> Result<Written, CertError> {
     write_file(dir, "ca.crt", &ca_pem.cert, false)?;
     write_file(dir, "tls.key", &serving.key, true)?;
     write_file(dir, "tls.crt", &serving.cert, false)?;
+    let mut api_server_client = None;
+    if args.api_server_client {
+        use crate::apiserver_auth as a;
+        let client = ca.issue_client(args.days, now)?;
+        // The Service's host as the API server calls it (port 443).
+        let host = names.get(2).cloned().unwrap_or_default();
+        write_file(dir, a::CLIENT_KEY, &client.key, true)?;
+        write_file(dir, a::CLIENT_CERT, &client.cert, false)?;
+        write_file(dir, a::KUBECONFIG, &a::kubeconfig_yaml(&host), false)?;
+        write_file(dir, a::ADMISSION_CONFIG, &a::admission_config_yaml(), false)?;
+        api_server_client = Some(host);
+    }
     Ok(Written {
         dir: fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()),
         reused_ca,
         names,
+        api_server_client,
     })
 }
 
@@ -249,6 +269,9 @@ fn print_next_steps(args: &CertsArgs, written: &Written, out: &mut impl Write) -
         written.names.join(", "),
         args.days
     )?;
+    if let Some(host) = &written.api_server_client {
+        crate::apiserver_auth::print_next_steps(out, dir, host)?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -429,6 +452,32 @@ impl Authority {
         for name in names {
             verify(&self.cert_der, cert.der(), name)?;
         }
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+}
+
+impl Authority {
+    /// A TLS client certificate for the API server (`serve --client-ca` trusts this CA),
+    /// verified as a client certificate before it is returned.
+    fn issue_client(&self, days: u32, now: SystemTime) -> Result<Pem, CertError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, crate::apiserver_auth::CLIENT_NAME);
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + DAY * days).into();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = self.key_id;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        crate::apiserver_auth::verify_client(&self.cert_der, cert.der())
+            .map_err(|e| CertError::Verify(format!("client certificate: {e}")))?;
         Ok(Pem {
             cert: cert.pem(),
             key: key.serialize_pem(),
@@ -866,6 +915,7 @@ mod tests {
             ca_cert: None,
             ca_key: None,
             force: false,
+            api_server_client: false,
         }
     }
 
@@ -895,6 +945,44 @@ mod tests {
             text.contains("/webhooks/$i/clientConfig/caBundle"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_api_server_client_certificate_verifies_as_a_client_only() {
+        use crate::apiserver_auth::{
+            verify_client, ADMISSION_CONFIG, CLIENT_CERT, CLIENT_KEY, KUBECONFIG,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut a = args(dir);
+        a.api_server_client = true;
+        let mut out = Vec::new();
+        assert_eq!(run_certs(&a, &mut out).unwrap(), 0);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("--admission-control-config-file"), "{text}");
+        #[cfg(unix)]
+        assert_eq!(mode(&dir.join(CLIENT_KEY)), 0o600);
+        let ca = der_of(&fs::read_to_string(dir.join("ca.crt")).unwrap());
+        let client = der_of(&fs::read_to_string(dir.join(CLIENT_CERT)).unwrap());
+        let serving = der_of(&fs::read_to_string(dir.join("tls.crt")).unwrap());
+        verify_client(&ca, &client).unwrap();
+        // The serving certificate cannot stand in for the API server (serverAuth only), nor
+        // the client certificate for the webhook.
+        assert!(verify_client(&ca, &serving).is_err());
+        assert!(verify(&ca, &client, "pullcheck.pullcheck.svc").is_err());
+        let kubeconfig = fs::read_to_string(dir.join(KUBECONFIG)).unwrap();
+        assert!(
+            kubeconfig.contains("- name: pullcheck.pullcheck.svc"),
+            "{kubeconfig}"
+        );
+        assert!(dir.join(ADMISSION_CONFIG).is_file());
+        // Rotation with the same CA issues a new client certificate the CA still vouches for.
+        a.ca_cert = Some(dir.join("ca.crt"));
+        a.ca_key = Some(dir.join("ca.key"));
+        write_certs(&a).unwrap();
+        let renewed = der_of(&fs::read_to_string(dir.join(CLIENT_CERT)).unwrap());
+        assert_ne!(renewed, client);
+        verify_client(&ca, &renewed).unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use crate::admission::{OwnedPods, Settings};
 use crate::cache::CacheConfig;
 use crate::cli::{parse_duration, RegistryArgs};
+use crate::listener::Limits;
 use crate::policy::{Action, Actions, Mode};
 use crate::registry::{hosts::validate_globs, FindingClass, RegistryConfig};
 
@@ -60,7 +61,42 @@ pub struct ServeArgs {
     #[arg(long, env = "PULLCHECK_NO_CLUSTER")]
     pub no_cluster: bool,
     #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Who may connect, and how long and how many connections are kept.
+#[derive(Debug, Args, Default)]
+pub struct ServerArgs {
+    /// Require a client certificate chaining to this CA (PEM) on the HTTPS port: the API
+    /// server presents one when its AdmissionConfiguration says so (see README); re-read
+    /// when it changes.
+    #[arg(long, env = "PULLCHECK_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Also serve /metrics, /healthz and /readyz over plain HTTP here (never reviews): for
+    /// Prometheus and the kubelet's probes, which have no client certificate.
+    #[arg(long, env = "PULLCHECK_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most connections open at once; more are closed at accept [default: 512].
+    #[arg(long, env = "PULLCHECK_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections waiting for their first request (TLS handshake included); one more
+    /// closes the oldest [default: 128].
+    #[arg(long, env = "PULLCHECK_MAX_HANDSHAKES", value_name = "N")]
+    pub max_handshakes: Option<usize>,
+    /// Time from accept to the first request's headers (TLS handshake, HTTP/2 preface)
+    /// [default: 5s].
+    #[arg(long, env = "PULLCHECK_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// A connection without a request in flight for this long is closed (GOAWAY)
+    /// [default: 60s].
+    #[arg(long, env = "PULLCHECK_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// HTTP/2 PING after this much silence; unanswered within as long (10s at most), the
+    /// connection is closed [default: 30s].
+    #[arg(long, env = "PULLCHECK_KEEPALIVE_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive_interval: Option<Duration>,
 }
 
 /// The YAML file. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -97,6 +133,24 @@ pub struct FileConfig {
     /// Registries with their own metric label and pooled connections besides the
     /// configured ones; the others share the label `other`.
     pub tracked_registries: Option<usize>,
+    #[serde(default)]
+    pub server: ServerFile,
+}
+
+/// `server:` of the YAML file (the flags of [`ServerArgs`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerFile {
+    pub client_ca: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub keepalive_interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +262,11 @@ pub struct ServeConfig {
     pub secret_ttl: Duration,
     pub secret_negative_ttl: Duration,
     pub no_cluster: bool,
+    /// Client CA (`--client-ca`): callers must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
+    /// Plain-HTTP listener for metrics and probes.
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: Limits,
 }
 
 /// Largest AdmissionReview accepted by default: the API server sends object and oldObject
@@ -286,6 +345,7 @@ impl ServeConfig {
             stale_ttl: file.cache.stale_ttl.unwrap_or(defaults.stale_ttl),
             max_stale: file.cache.max_stale_entries.unwrap_or(defaults.max_stale),
         };
+        let limits = resolve_limits(&args.server, &file.server)?;
         let d = Deadline::default();
         Ok(Self {
             listen: args.listen,
@@ -301,8 +361,67 @@ impl ServeConfig {
             secret_ttl: file.cluster.secret_ttl.unwrap_or(Duration::from_secs(10)),
             secret_negative_ttl: file.cluster.negative_ttl.unwrap_or(Duration::from_secs(1)),
             no_cluster: args.no_cluster,
+            client_ca: args
+                .server
+                .client_ca
+                .clone()
+                .or(file.server.client_ca.clone()),
+            metrics_listen: args.server.metrics_listen.or(file.server.metrics_listen),
+            limits,
         })
     }
+}
+
+/// Connection limits: flags over `server:` over defaults, each checked.
+fn resolve_limits(args: &ServerArgs, file: &ServerFile) -> Result<Limits, String> {
+    let d = Limits::default();
+    let limits = Limits {
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(d.max_connections),
+        max_handshakes: args
+            .max_handshakes
+            .or(file.max_handshakes)
+            .unwrap_or(d.max_handshakes),
+        handshake_timeout: args
+            .handshake_timeout
+            .or(file.handshake_timeout)
+            .unwrap_or(d.handshake_timeout),
+        idle_timeout: args
+            .idle_timeout
+            .or(file.idle_timeout)
+            .unwrap_or(d.idle_timeout),
+        keepalive_interval: args
+            .keepalive_interval
+            .or(file.keepalive_interval)
+            .unwrap_or(d.keepalive_interval),
+    };
+    if limits.max_connections == 0 {
+        return Err("maxConnections (--max-connections) must be at least 1".into());
+    }
+    if limits.max_handshakes == 0 || limits.max_handshakes > limits.max_connections {
+        return Err(format!(
+            "maxHandshakes (--max-handshakes) must be between 1 and maxConnections ({}), not {}",
+            limits.max_connections, limits.max_handshakes
+        ));
+    }
+    for (name, value) in [
+        (
+            "handshakeTimeout (--handshake-timeout)",
+            limits.handshake_timeout,
+        ),
+        ("idleTimeout (--idle-timeout)", limits.idle_timeout),
+        (
+            "keepaliveInterval (--keepalive-interval)",
+            limits.keepalive_interval,
+        ),
+    ] {
+        if value < Duration::from_millis(10) {
+            return Err(format!("{name} must be at least 10ms, not {value:?}"));
+        }
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]
@@ -379,5 +498,85 @@ mod tests {
         assert!(serde_yaml::from_str::<FileConfig>("defaultMod: warn").is_err());
         assert!(serde_yaml::from_str::<FileConfig>("actions: {nope: deny}").is_err());
         assert!(serde_yaml::from_str::<FileConfig>("cache: {positiveTtl: forever}").is_err());
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_over_the_file_over_defaults() {
+        let file: FileConfig = serde_yaml::from_str(
+            "server:\n  maxConnections: 300\n  maxHandshakes: 20\n  idleTimeout: 2m\n  clientCa: /etc/ca.crt\n  metricsListen: 0.0.0.0:9090\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            max_connections: Some(100),
+            handshake_timeout: Some(Duration::from_secs(2)),
+            ..ServerArgs::default()
+        };
+        let limits = resolve_limits(&args, &file.server).unwrap();
+        let defaults = Limits::default();
+        assert_eq!(limits.max_connections, 100);
+        assert_eq!(limits.max_handshakes, 20);
+        assert_eq!(limits.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(limits.keepalive_interval, defaults.keepalive_interval);
+        assert_eq!(
+            resolve_limits(&ServerArgs::default(), &ServerFile::default()).unwrap(),
+            defaults
+        );
+        assert_eq!(
+            file.server.client_ca.as_deref(),
+            Some(Path::new("/etc/ca.crt"))
+        );
+        assert_eq!(
+            file.server.metrics_listen,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+    }
+
+    #[rstest]
+    #[case("server: {maxConnections: 0}", "maxConnections")]
+    #[case("server: {maxConnections: 10, maxHandshakes: 11}", "maxHandshakes")]
+    #[case("server: {maxHandshakes: 0}", "maxHandshakes")]
+    #[case("server: {idleTimeout: 0s}", "idleTimeout")]
+    #[case("server: {handshakeTimeout: 1ms}", "handshakeTimeout")]
+    #[case("server: {keepaliveInterval: 0ms}", "keepaliveInterval")]
+    fn impossible_limits_are_errors_naming_the_setting(#[case] yaml: &str, #[case] named: &str) {
+        let file: FileConfig = serde_yaml::from_str(yaml).unwrap();
+        let error = resolve_limits(&ServerArgs::default(), &file.server).unwrap_err();
+        assert!(error.contains(named), "{error}");
+    }
+
+    #[test]
+    fn server_settings_refuse_unknown_keys_and_bad_values() {
+        assert!(serde_yaml::from_str::<FileConfig>("server: {maxConnection: 5}").is_err());
+        assert!(serde_yaml::from_str::<FileConfig>("server: {idleTimeout: soon}").is_err());
+        assert!(serde_yaml::from_str::<FileConfig>("server: {metricsListen: nowhere}").is_err());
+    }
+
+    #[test]
+    fn server_flags_parse_with_their_environment_variables() {
+        use clap::Parser as _;
+        // Set only here: no other test reads this variable.
+        std::env::set_var("PULLCHECK_KEEPALIVE_INTERVAL", "7s");
+        let cli = crate::cli::Cli::try_parse_from([
+            "pullcheck",
+            "serve",
+            "--max-connections=64",
+            "--idle-timeout=90s",
+            "--client-ca=/ca.pem",
+            "--metrics-listen=127.0.0.1:9090",
+        ])
+        .unwrap();
+        std::env::remove_var("PULLCHECK_KEEPALIVE_INTERVAL");
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.server.max_connections, Some(64));
+        assert_eq!(args.server.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(args.server.keepalive_interval, Some(Duration::from_secs(7)));
+        assert_eq!(args.server.client_ca.as_deref(), Some(Path::new("/ca.pem")));
+        assert!(
+            crate::cli::Cli::try_parse_from(["pullcheck", "serve", "--idle-timeout=later"])
+                .is_err()
+        );
     }
 }

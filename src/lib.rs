@@ -7,6 +7,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod admission;
+pub mod apiserver_auth;
 pub mod cache;
 pub mod certs;
 pub mod check;
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod diskcache;
+pub mod listener;
 pub mod manifests;
 pub mod metrics;
 pub mod platform;

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use tokio::sync::watch;
 
 use crate::admission::Webhook;
 use crate::check::Checker;
 use crate::cluster::{Cluster, KubeCluster, NoCluster};
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
+use crate::listener::{ConnectionMetrics, Limits, Listener};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, SHUTDOWN_GRACE};
-use crate::tls::{self, CertFiles, CertResolver};
+use crate::tls::{self, CertFiles, CertResolver, ServerTls};
 
 /// How often the certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
@@ -39,7 +41,9 @@ pub fn init_logging(format: LogFormat) {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let config = ServeConfig::resolve(&args).map_err(|e| anyhow!(e))?;
-    let metrics = Arc::new(Metrics::default());
+    let mut metrics = Metrics::default();
+    let connection_metrics = ConnectionMetrics::register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
     let checker =
         Checker::from_config(config.registry.clone(), &config.cache, Arc::clone(&metrics))
             .map_err(|e| anyhow!(e))?;
@@ -114,36 +118,95 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Arc::new(CertResolver::new(key))
         }
     };
-    let tls_config = tls::server_config(resolver).map_err(|e| anyhow!(e))?;
-
-    let app = server::router(Arc::clone(&state), config.max_body_bytes);
-    let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), Arc::clone(&state)));
-    let listening = {
-        let handle = handle.clone();
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            if let Some(addr) = handle.listening().await {
-                state.ready.store(true, Ordering::Relaxed);
-                tracing::info!(%addr, default_mode = %state.webhook.settings.default_mode.as_str(), "pullcheck serving");
-            }
-        })
+    let client_roots = match &config.client_ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow!("cannot read client CA {}: {e}", path.display()))?;
+            let roots = tls::client_roots(&pem, path).map_err(|e| anyhow!(e))?;
+            Some((path.clone(), pem, roots))
+        }
+        None => None,
     };
-    // TCP_NODELAY: an AdmissionReview answer is one small write; Nagle's algorithm would
-    // hold it back for the peer's delayed ACK.
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-        axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config)),
+    let server_tls = Arc::new(
+        ServerTls::new(
+            resolver,
+            client_roots.as_ref().map(|(_, _, r)| Arc::clone(r)),
+        )
+        .map_err(|e| anyhow!(e))?,
+    );
+    if let Some((path, pem, _)) = client_roots {
+        tracing::info!(client_ca = %path.display(), "client certificates required (--client-ca); re-read when it changes");
+        if config.metrics_listen.is_none() {
+            tracing::warn!("--client-ca without --metrics-listen: kubelet probes and Prometheus have no client certificate and cannot reach /healthz, /readyz, /metrics");
+        }
+        Arc::clone(&server_tls).watch_client_ca(path, pem, CERT_POLL);
+    }
+    raise_open_file_limit(&config.limits);
+
+    let (stop, stopped) = watch::channel(false);
+    let webhook = Listener::bind(
+        "webhook",
+        config.listen,
+        Some(server_tls),
+        server::router(Arc::clone(&state), config.max_body_bytes),
+        config.limits,
+        connection_metrics.clone(),
     )
-    .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    axum_server::bind(config.listen)
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .with_context(|| format!("cannot serve on {}", config.listen))?;
-    listening.abort();
+    .await
+    .with_context(|| format!("cannot serve on {}", config.listen))?;
+    let probes = match config.metrics_listen {
+        Some(addr) => Some(
+            Listener::bind(
+                "metrics",
+                addr,
+                None,
+                server::probe_router(Arc::clone(&state)),
+                config.limits.small(),
+                connection_metrics,
+            )
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    state.ready.store(true, Ordering::Relaxed);
+    tracing::info!(
+        addr = %webhook.local_addr().unwrap_or(config.listen),
+        metrics = ?probes.as_ref().and_then(|p| p.local_addr().ok()),
+        default_mode = %state.webhook.settings.default_mode.as_str(),
+        max_connections = config.limits.max_connections,
+        idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
+        "pullcheck serving"
+    );
+    tokio::spawn(shutdown_on_signal(stop, Arc::clone(&state)));
+    // The metrics and probes listener outlives the webhook's drain: /readyz keeps saying
+    // "not ready" while in-flight reviews finish.
+    let (stop_probes, probes_stopped) = watch::channel(false);
+    let probes = probes.map(|p| tokio::spawn(p.serve(probes_stopped, Duration::from_secs(1))));
+    webhook.serve(stopped, SHUTDOWN_GRACE).await;
+    let _ = stop_probes.send(true);
+    if let Some(p) = probes {
+        let _ = p.await;
+    }
     tracing::info!("pullcheck stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (as Go programs do at start: container
+/// runtimes often set a soft limit of 1024), and says when it is still below what the
+/// connection limit needs.
+fn raise_open_file_limit(limits: &Limits) {
+    // Connections of both listeners, plus the process's own files and outbound connections.
+    let needed = limits.max_connections + limits.small().max_connections + 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < needed as u64 => tracing::warn!(
+            open_file_limit = limit,
+            max_connections = limits.max_connections,
+            "the open-file limit is below maxConnections + 320: accepting fails before the connection limit is reached; lower --max-connections or raise the limit"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Names of the self-signed certificate: loopback, the host name, and the listen address.
@@ -166,10 +229,7 @@ fn self_signed_names(listen: &std::net::SocketAddr) -> Vec<String> {
     names
 }
 
-async fn shutdown_on_signal(
-    handle: axum_server::Handle<std::net::SocketAddr>,
-    state: Arc<AppState>,
-) {
+async fn shutdown_on_signal(stop: watch::Sender<bool>, state: Arc<AppState>) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let term = async {
@@ -191,5 +251,5 @@ async fn shutdown_on_signal(
         grace_s = SHUTDOWN_GRACE.as_secs(),
         "shutting down: finishing in-flight reviews"
     );
-    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    let _ = stop.send(true);
 }

@@ -47,6 +47,16 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .with_state(state)
 }
 
+/// The routes of the plain-HTTP metrics listener (`--metrics-listen`): health, readiness and
+/// metrics only, never reviews.
+pub fn probe_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
 #[derive(Debug, Deserialize)]
 struct ReviewQuery {
     timeout: Option<String>,

@@ -1,13 +1,15 @@
 //! Serving certificate: loaded from PEM files and re-read when they change (Kubernetes
 //! updates a mounted Secret by swapping symlinks; we compare contents, so any kind of
-//! replacement is seen), or generated self-signed when none is given.
+//! replacement is seen), or generated self-signed when none is given. With `--client-ca`,
+//! every client must present a certificate chaining to that CA (re-read the same way).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
 
 /// Hands the current certificate to every new TLS connection.
 #[derive(Debug)]
@@ -50,16 +52,121 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, St
     CertifiedKey::from_der(certs, key, &provider).map_err(|e| format!("certificate and key: {e}"))
 }
 
-/// A rustls server configuration offering HTTP/2 and HTTP/1.1 with `resolver`'s certificate.
-pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig, String> {
+/// A rustls server configuration offering HTTP/2 and HTTP/1.1 with `resolver`'s certificate,
+/// requiring a client certificate that `client_roots` vouch for when given.
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    client_roots: Option<Arc<RootCertStore>>,
+) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    let builder = match client_roots {
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| format!("client certificate verifier: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The CA certificates (PEM) that client certificates must chain to.
+pub fn client_roots(pem: &[u8], path: &Path) -> Result<Arc<RootCertStore>, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "client CA {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The TLS configuration every new connection gets: the serving certificate (its resolver
+/// follows the files) and, with `--client-ca`, the client CA, replaced when its file changes.
+#[derive(Debug)]
+pub struct ServerTls {
+    resolver: Arc<CertResolver>,
+    current: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl ServerTls {
+    pub fn new(
+        resolver: Arc<CertResolver>,
+        client_roots: Option<Arc<RootCertStore>>,
+    ) -> Result<Self, String> {
+        let config = server_config(Arc::clone(&resolver), client_roots)?;
+        Ok(Self {
+            resolver,
+            current: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// The configuration for a connection accepted now.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        match self.current.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Requires client certificates from these roots for connections accepted from now on.
+    pub fn set_client_roots(&self, roots: Arc<RootCertStore>) -> Result<(), String> {
+        let config = Arc::new(server_config(Arc::clone(&self.resolver), Some(roots))?);
+        match self.current.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        Ok(())
+    }
+
+    /// Re-reads the client CA file every `interval`; a new CA is used for new connections
+    /// once it parses (a half-written or broken file keeps the current one, and is logged).
+    pub fn watch_client_ca(
+        self: Arc<Self>,
+        path: PathBuf,
+        mut loaded: Vec<u8>,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let p = path.clone();
+                let Ok(Ok(now)) = tokio::task::spawn_blocking(move || std::fs::read(p)).await
+                else {
+                    continue;
+                };
+                if now == loaded {
+                    continue;
+                }
+                match client_roots(&now, &path).and_then(|roots| self.set_client_roots(roots)) {
+                    Ok(()) => {
+                        loaded = now;
+                        tracing::info!(client_ca = %path.display(), "client CA reloaded");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "new client CA not usable yet; keeping the current one");
+                    }
+                }
+            }
+        })
+    }
 }
 
 /// Certificate and key file contents as last read.

@@ -32,6 +32,8 @@ use serde_json::Value;
 const NAMESPACE: &str = "pullcheck";
 const MODES: [&str; 3] = ["enforce", "warn", "audit"];
 const TLS_SECRET: &str = "pullcheck-tls";
+/// Where `--metrics-listen` serves /metrics, /healthz and /readyz over plain HTTP.
+const METRICS_PORT: i32 = 9090;
 
 // ---------------------------------------------------------------------------------------
 // Rendering
@@ -47,13 +49,25 @@ fn render(dir: &str) -> Arc<Vec<Value>> {
     if let Some(hit) = cache.lock().unwrap().get(dir) {
         return hit.clone();
     }
-    let path = repo().join("webhook-config").join(dir);
+    let objects = Arc::new(render_path(&repo().join("webhook-config").join(dir)));
+    cache
+        .lock()
+        .unwrap()
+        .insert(dir.to_string(), objects.clone());
+    objects
+}
+
+/// `kubectl kustomize <path>`, one JSON value per document.
+fn render_path(path: &Path) -> Vec<Value> {
     let output = Command::new("kubectl")
         .arg("kustomize")
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap_or_else(|e| {
-            panic!("`kubectl kustomize` is needed to render webhook-config/{dir}, and kubectl cannot run: {e}")
+            panic!(
+                "`kubectl kustomize` is needed to render {}, and kubectl cannot run: {e}",
+                path.display()
+            )
         });
     assert!(
         output.status.success(),
@@ -69,11 +83,6 @@ fn render(dir: &str) -> Arc<Vec<Value>> {
             objects.push(value);
         }
     }
-    let objects = Arc::new(objects);
-    cache
-        .lock()
-        .unwrap()
-        .insert(dir.to_string(), objects.clone());
     objects
 }
 
@@ -569,19 +578,40 @@ fn the_service_reference_reaches_the_container_port() {
             annotations.get("prometheus.io/scrape").map(String::as_str),
             Some("true")
         );
+        // Metrics on their own plain-HTTP port (a NetworkPolicy can admit Prometheus there
+        // without admitting it to reviews), where the server listens for them.
         assert_eq!(
             annotations.get("prometheus.io/scheme").map(String::as_str),
-            Some("https")
+            Some("http")
         );
         assert_eq!(
             annotations.get("prometheus.io/port").map(String::as_str),
-            Some("8443")
+            Some(METRICS_PORT.to_string().as_str())
         );
+        assert_eq!(metrics_port(&container), METRICS_PORT, "{}", install.dir);
         assert_eq!(
             annotations.get("prometheus.io/path").map(String::as_str),
             Some("/metrics")
         );
     }
+}
+
+/// The port of `--metrics-listen`, which must be the container port named `metrics`.
+fn metrics_port(container: &Container) -> i32 {
+    let args = container.args.clone().unwrap_or_default();
+    let listen = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--metrics-listen="))
+        .unwrap_or_else(|| panic!("no --metrics-listen in {args:?}"));
+    let port: i32 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    let named = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .expect("container port named metrics");
+    assert_eq!(named.container_port, port, "--metrics-listen={listen}");
+    port
 }
 
 // ---------------------------------------------------------------------------------------
@@ -733,63 +763,72 @@ fn pod_security_is_restricted_with_a_read_only_root_filesystem() {
     }
 }
 
+/// Files mounted in the container: path -> (source kind, object name, key). Every mount is
+/// read-only and without subPath.
+fn mounted_files(install: &Install) -> BTreeMap<String, (&'static str, String, String)> {
+    let at = install.dir;
+    let container = install.container();
+    let pod = install.pod_spec();
+    // path in the container -> (source kind, object name, key)
+    let mut files: BTreeMap<String, (&'static str, String, String)> = BTreeMap::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        assert_eq!(
+            mount.read_only,
+            Some(true),
+            "{at}: {} read-only",
+            mount.mount_path
+        );
+        assert!(
+            mount.sub_path.is_none(),
+            "{at}: subPath mounts never update"
+        );
+        let volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .unwrap_or_else(|| panic!("{at}: no volume {}", mount.name));
+        let mut add = |kind, name: &str, key: &str, path: &str| {
+            files.insert(
+                format!("{}/{path}", mount.mount_path.trim_end_matches('/')),
+                (kind, name.to_string(), key.to_string()),
+            );
+        };
+        if let Some(projected) = &volume.projected {
+            for source in projected.sources.iter().flatten() {
+                if let Some(cm) = &source.config_map {
+                    for item in cm.items.iter().flatten() {
+                        add("ConfigMap", &cm.name, &item.key, &item.path);
+                    }
+                }
+                if let Some(secret) = &source.secret {
+                    for item in secret.items.iter().flatten() {
+                        add("Secret", &secret.name, &item.key, &item.path);
+                    }
+                }
+            }
+        }
+        if let Some(cm) = &volume.config_map {
+            for item in cm.items.iter().flatten() {
+                add("ConfigMap", &cm.name, &item.key, &item.path);
+            }
+        }
+        if let Some(secret) = &volume.secret {
+            let name = secret.secret_name.clone().unwrap_or_default();
+            for item in secret.items.iter().flatten() {
+                add("Secret", &name, &item.key, &item.path);
+            }
+        }
+    }
+    files
+}
+
 #[test]
 fn config_and_certificate_are_mounted_where_the_args_point() {
     for install in installs() {
         let at = install.dir;
-        let container = install.container();
         let pod = install.pod_spec();
-        // path in the container -> (source kind, object name, key)
-        let mut files: BTreeMap<String, (&str, String, String)> = BTreeMap::new();
-        for mount in container.volume_mounts.iter().flatten() {
-            assert_eq!(
-                mount.read_only,
-                Some(true),
-                "{at}: {} read-only",
-                mount.mount_path
-            );
-            assert!(
-                mount.sub_path.is_none(),
-                "{at}: subPath mounts never update"
-            );
-            let volume = pod
-                .volumes
-                .iter()
-                .flatten()
-                .find(|v| v.name == mount.name)
-                .unwrap_or_else(|| panic!("{at}: no volume {}", mount.name));
-            let mut add = |kind, name: &str, key: &str, path: &str| {
-                files.insert(
-                    format!("{}/{path}", mount.mount_path.trim_end_matches('/')),
-                    (kind, name.to_string(), key.to_string()),
-                );
-            };
-            if let Some(projected) = &volume.projected {
-                for source in projected.sources.iter().flatten() {
-                    if let Some(cm) = &source.config_map {
-                        for item in cm.items.iter().flatten() {
-                            add("ConfigMap", &cm.name, &item.key, &item.path);
-                        }
-                    }
-                    if let Some(secret) = &source.secret {
-                        for item in secret.items.iter().flatten() {
-                            add("Secret", &secret.name, &item.key, &item.path);
-                        }
-                    }
-                }
-            }
-            if let Some(cm) = &volume.config_map {
-                for item in cm.items.iter().flatten() {
-                    add("ConfigMap", &cm.name, &item.key, &item.path);
-                }
-            }
-            if let Some(secret) = &volume.secret {
-                let name = secret.secret_name.clone().unwrap_or_default();
-                for item in secret.items.iter().flatten() {
-                    add("Secret", &name, &item.key, &item.path);
-                }
-            }
-        }
+        let files = mounted_files(&install);
         let config_map: ConfigMap = install.one();
         let cm_name = config_map.metadata.name.clone().unwrap();
         assert_eq!(
@@ -879,6 +918,191 @@ fn a_disruption_budget_keeps_one_of_two_replicas() {
             install.dir
         );
         assert_eq!(install.deployment().spec.replicas, Some(2));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Components (components/network-policy, components/client-ca) in an overlay of the
+// user's, as the README shows it
+
+/// `to` relative to the directory `from` (kustomize refuses absolute paths).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for _ in from.components().skip(1) {
+        out.push("..");
+    }
+    out.join(to.strip_prefix("/").unwrap())
+}
+
+/// Renders an overlay of overlays/warn with these components and more kustomization text.
+fn render_overlay(components: &[&str], more: &str) -> Install {
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().canonicalize().unwrap();
+    let config = repo().join("webhook-config");
+    let rel = |p: &str| relative(&here, &config.join(p)).display().to_string();
+    let mut text = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n",
+        rel("overlays/warn")
+    );
+    for c in components {
+        text.push_str(&format!("  - {}\n", rel(c)));
+    }
+    text.push_str(more);
+    std::fs::write(here.join("kustomization.yaml"), text).unwrap();
+    Install {
+        dir: "overlay with components",
+        mode: "warn",
+        objects: Arc::new(render_path(&here)),
+    }
+}
+
+/// The patch the README tells users to write: their control plane's addresses.
+const API_SERVER_CIDR: &str = "10.20.0.0/24";
+const CIDR_PATCH: &str = "patches:
+  - target: {group: networking.k8s.io, kind: NetworkPolicy, name: pullcheck}
+    patch: |-
+      - op: test
+        path: /spec/ingress/0/from/0/ipBlock/cidr
+        value: 192.0.2.1/32
+      - op: replace
+        path: /spec/ingress/0/from/0/ipBlock/cidr
+        value: 10.20.0.0/24
+";
+
+fn container_port(container: &Container, name: &str) -> i32 {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no container port {name}"))
+        .container_port
+}
+
+#[test]
+fn network_policy_admits_reviews_only_from_the_api_server_and_metrics_from_monitoring() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let install = render_overlay(&["components/network-policy"], CIDR_PATCH);
+    let object = install.all_of_kind(NetworkPolicy::API_VERSION, NetworkPolicy::KIND)[0];
+    assert_eq!(
+        &round_trip::<NetworkPolicy>(object),
+        object,
+        "typed round trip"
+    );
+    let policy: NetworkPolicy = install.one();
+    assert_eq!(policy.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let spec = policy.spec.unwrap();
+    let pods = spec.pod_selector.clone().expect("podSelector");
+    assert!(
+        !pods.match_labels.clone().unwrap_or_default().is_empty()
+            && selects(&pods, &install.pod_labels()),
+        "the policy selects pullcheck's pods"
+    );
+    assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+    let container = install.container();
+    let https = container_port(&container, "https");
+    let metrics = metrics_port(&container);
+    // Who may reach which port: every rule names its ports and its peers (a rule without
+    // ports admits every port, one without `from` admits everybody).
+    let mut admitted: BTreeMap<i32, Vec<Value>> = BTreeMap::new();
+    for rule in spec.ingress.unwrap_or_default() {
+        let ports = rule.ports.expect("a rule without ports admits every port");
+        let from = rule.from.expect("a rule without peers admits everybody");
+        assert!(!ports.is_empty() && !from.is_empty());
+        for port in ports {
+            assert_eq!(port.protocol.as_deref(), Some("TCP"));
+            let Some(IntOrString::Int(n)) = port.port else {
+                panic!("numeric ports: {port:?}");
+            };
+            for peer in &from {
+                admitted
+                    .entry(n)
+                    .or_default()
+                    .push(serde_json::to_value(peer).unwrap());
+            }
+        }
+    }
+    assert_eq!(
+        admitted.keys().copied().collect::<Vec<_>>(),
+        vec![https, metrics]
+    );
+    assert_eq!(
+        admitted[&https],
+        vec![serde_json::json!({"ipBlock": {"cidr": API_SERVER_CIDR}})],
+        "reviews: the API server's addresses only"
+    );
+    assert_eq!(
+        admitted[&metrics],
+        vec![
+            serde_json::json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}})
+        ],
+        "metrics: the monitoring namespace only"
+    );
+
+    // Left unpatched, the placeholder admits no real address (TEST-NET-1, RFC 5737).
+    let unpatched = render_overlay(&["components/network-policy"], "");
+    let policy: NetworkPolicy = unpatched.one();
+    let cidr = policy.spec.unwrap().ingress.unwrap()[0]
+        .from
+        .as_ref()
+        .unwrap()[0]
+        .ip_block
+        .clone()
+        .unwrap()
+        .cidr;
+    assert!(cidr.starts_with("192.0.2."), "{cidr}");
+}
+
+#[test]
+fn client_ca_component_requires_client_certificates_and_probes_move_to_plain_http() {
+    let install = render_overlay(
+        &["components/network-policy", "components/client-ca"],
+        CIDR_PATCH,
+    );
+    let deployment = install.all_of_kind(Deployment::API_VERSION, Deployment::KIND)[0];
+    assert_eq!(&round_trip::<Deployment>(deployment), deployment);
+    let container = install.container();
+    let args = container.args.clone().unwrap_or_default();
+    // The rendered arguments are ones `pullcheck serve` accepts.
+    let argv = ["pullcheck", "serve"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    if let Err(e) = <pullcheck::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        panic!("serve refuses {args:?}: {e}");
+    }
+    assert_eq!(mode_from_args(&args).as_deref(), Some("warn"));
+    let ca = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--client-ca="))
+        .expect("--client-ca");
+    let files = mounted_files(&install);
+    assert_eq!(
+        files.get(ca),
+        Some(&(
+            "ConfigMap",
+            "pullcheck-client-ca".to_string(),
+            "ca.crt".to_string()
+        )),
+        "{files:?}"
+    );
+    for name in ["config.yaml", "tls/tls.crt", "tls/tls.key"] {
+        assert!(
+            files.contains_key(&format!("/etc/pullcheck/{name}")),
+            "{name}"
+        );
+    }
+    // The kubelet has no client certificate: its probes use the plain-HTTP port.
+    let metrics = metrics_port(&container);
+    for (probe, path) in [
+        (&container.liveness_probe, "/healthz"),
+        (&container.readiness_probe, "/readyz"),
+    ] {
+        let get = probe.as_ref().and_then(|p| p.http_get.clone()).unwrap();
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.scheme.as_deref(), Some("HTTP"));
+        assert_eq!(get.port, IntOrString::String("metrics".into()));
+        assert_eq!(container_port(&container, "metrics"), metrics);
     }
 }
 
@@ -1226,6 +1450,7 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
         ca_cert: Some(ca_crt.clone()),
         ca_key: Some(ca_key),
         force: false,
+        api_server_client: true,
     };
     let mut printed = Vec::new();
     assert_eq!(
@@ -1253,6 +1478,25 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
         out.join("tls.crt").to_str().unwrap(),
     ]);
     assert!(ok, "{text}");
+    // So does the API server's client certificate, for client authentication only.
+    let client = out.join("apiserver-client.crt");
+    let verify_as = |purpose: &str| {
+        openssl(&[
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            purpose,
+            "-CAfile",
+            ca_crt.to_str().unwrap(),
+            client.to_str().unwrap(),
+        ])
+    };
+    let (ok, text) = verify_as("sslclient");
+    assert!(ok, "{text}");
+    assert!(
+        !verify_as("sslserver").0,
+        "a client certificate must not serve"
+    );
     let ca_pem = std::fs::read_to_string(&ca_crt).unwrap();
     let serving = pullcheck::certs::Pem {
         cert: std::fs::read_to_string(out.join("tls.crt")).unwrap(),

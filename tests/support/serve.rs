@@ -20,6 +20,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The CA of the serving certificate (PEM).
+    pub ca: String,
 }
 
 impl Drop for Server {
@@ -40,6 +42,10 @@ pub struct Options<'a> {
     pub registry: Option<&'a TestRegistry>,
     /// A cluster; `--no-cluster` without.
     pub api: Option<&'a FakeApiServer>,
+    /// More `serve` arguments.
+    pub args: Vec<String>,
+    /// Client certificate and key (PEM) the driver's client presents (for `--client-ca`).
+    pub identity: Option<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -51,12 +57,20 @@ pub fn free_port() -> u16 {
 }
 
 pub fn client_trusting(ca_pem: &str, addr: SocketAddr) -> reqwest::Client {
-    reqwest::Client::builder()
+    client_with(ca_pem, addr, None)
+}
+
+/// A client like the API server's: trusts `ca_pem` for the service name, presents
+/// `identity` (certificate and key, PEM) when given.
+pub fn client_with(ca_pem: &str, addr: SocketAddr, identity: Option<&str>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).unwrap())
         .resolve(SERVICE_NAME, addr)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
 }
 
 impl Server {
@@ -88,6 +102,7 @@ impl Server {
         for host in &opts.plain_http {
             cmd.arg("--plain-http").arg(host);
         }
+        cmd.args(&opts.args);
         if let Some(registry) = opts.registry {
             match registry.ca_path() {
                 Some(ca) => {
@@ -111,8 +126,9 @@ impl Server {
         let server = Server {
             child,
             addr,
-            client: client_trusting(&ca.cert, addr),
+            client: client_with(&ca.cert, addr, opts.identity.as_deref()),
             dir,
+            ca: ca.cert,
         };
         server.wait_ready().await;
         server
@@ -208,4 +224,47 @@ pub fn dockerconfig(host: &str, user: &str, password: &str) -> Vec<u8> {
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#).into_bytes()
+}
+
+/// An AdmissionReview of a Pod CREATE, shaped like the API server's.
+pub fn pod_review(uid: &str, namespace: &str, image: &str, pull_secrets: &[&str]) -> Value {
+    let secrets: Vec<Value> = pull_secrets
+        .iter()
+        .map(|s| serde_json::json!({ "name": s }))
+        .collect();
+    serde_json::json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": "p",
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "someone", "groups": ["system:authenticated"]},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": namespace},
+                "spec": {
+                    "containers": [{"name": "c", "image": image, "imagePullPolicy": "Always"}],
+                    "imagePullSecrets": secrets,
+                },
+            },
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    })
+}
+
+/// The value of one sample of `/metrics` text (`name{labels}`), 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
