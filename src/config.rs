@@ -156,7 +156,20 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses the YAML of a config file: unknown keys refused, errors with their line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let options = crate::manifest_stream::yaml_options(text.len());
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+            let message = crate::manifest_stream::yaml_message(&e);
+            let message = message.strip_prefix("invalid YAML: ").unwrap_or(&message);
+            match e.location() {
+                Some(l) => format!("line {}: {message}", l.line()),
+                None => message.to_string(),
+            }
+        })
     }
 }
 
@@ -303,7 +316,7 @@ mod tests {
 
     #[test]
     fn file_config_parses_and_refuses_typos() {
-        let ok: FileConfig = serde_yaml::from_str(
+        let ok = FileConfig::parse(
             "defaultMode: enforce\nactions:\n  unavailable: deny\n  tag_not_found: warn\ncache:\n  positiveTtl: 2m\nregistries:\n  r.example:5000:\n    plainHttp: true\n",
         )
         .unwrap();
@@ -314,8 +327,24 @@ mod tests {
         );
         assert_eq!(ok.cache.positive_ttl, Some(Duration::from_secs(120)));
         assert!(ok.registries["r.example:5000"].plain_http);
-        assert!(serde_yaml::from_str::<FileConfig>("defaultMod: warn").is_err());
-        assert!(serde_yaml::from_str::<FileConfig>("actions: {nope: deny}").is_err());
-        assert!(serde_yaml::from_str::<FileConfig>("cache: {positiveTtl: forever}").is_err());
+        let typo =
+            FileConfig::parse("concurrency: 4\ncache:\n  positiveTtl: 2m\n  negativTtl: 1s\n")
+                .unwrap_err();
+        assert!(
+            typo.starts_with("line 4: unknown field `negativTtl`"),
+            "{typo}"
+        );
+        assert!(FileConfig::parse("defaultMod: warn").is_err());
+        assert!(FileConfig::parse("actions: {nope: deny}").is_err());
+        let bad = FileConfig::parse("\ncache: {positiveTtl: forever}").unwrap_err();
+        assert!(
+            bad.starts_with("line 2: ") && bad.contains("forever"),
+            "{bad}"
+        );
+        let doubled = FileConfig::parse("concurrency: 4\nconcurrency: 8\n").unwrap_err();
+        assert!(
+            doubled.starts_with("line 2: ") && doubled.contains("duplicate"),
+            "{doubled}"
+        );
     }
 }

@@ -16,6 +16,8 @@ pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod diskcache;
+pub mod input;
+pub mod manifest_stream;
 pub mod manifests;
 pub mod metrics;
 pub mod platform;
