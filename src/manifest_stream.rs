@@ -819,6 +819,10 @@ pub fn yaml_options(bytes: usize) -> serde_saphyr::Options {
 pub fn yaml_message(e: &serde_saphyr::Error) -> String {
     use serde_saphyr::budget::BudgetBreach;
     use serde_saphyr::Error as E;
+    let mut e = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
     let message = match e {
         E::AliasReplayLimitExceeded { .. }
         | E::AliasExpansionLimitExceeded { .. }

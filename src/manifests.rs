@@ -175,7 +175,7 @@ pub fn load_cluster(
                     file: doc.file.to_string(),
                     line: Some(doc.line),
                     message: crate::policy::truncate(
-                        &format!("Secret {ns}/{name}: {message}"),
+                        &format!("Secret {}/{}: {message}", quote(ns), quote(&name)),
                         MESSAGE_LIMIT,
                     ),
                 }),
@@ -193,6 +193,11 @@ pub fn load_cluster(
     problems
 }
 
+/// A name or key from the input, as quoted in a message.
+fn quote(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::policy::clip(s, crate::policy::QUOTE_LIMIT)
+}
+
 /// A Secret manifest as the API server would store it: `data` base64, `stringData` merged
 /// over it.
 fn secret_data(v: &Value) -> Result<SecretData, String> {
@@ -201,10 +206,10 @@ fn secret_data(v: &Value) -> Result<SecretData, String> {
         for (k, val) in map {
             let s = val
                 .as_str()
-                .ok_or_else(|| format!("data.{k} is not a string"))?;
+                .ok_or_else(|| format!("data.{} is not a string", quote(k)))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s.trim())
-                .map_err(|_| format!("data.{k} is not valid base64"))?;
+                .map_err(|_| format!("data.{} is not valid base64", quote(k)))?;
             data.insert(k.clone(), bytes);
         }
     }
@@ -212,7 +217,7 @@ fn secret_data(v: &Value) -> Result<SecretData, String> {
         for (k, val) in map {
             let s = val
                 .as_str()
-                .ok_or_else(|| format!("stringData.{k} is not a string"))?;
+                .ok_or_else(|| format!("stringData.{} is not a string", quote(k)))?;
             data.insert(k.clone(), s.as_bytes().to_vec());
         }
     }
