@@ -30,9 +30,10 @@ pub fn big_list(pods: usize, json: bool, registry: &str) -> String {
                     "\"namespace\": \"team-{team}\", \"labels\": {{\"app\": \"app-{app}\", \"tier\": \"backend\"}}, ",
                     "\"annotations\": {{\"example.com/owner\": \"team-{team}\"}}}}, \"spec\": {{\"containers\": [",
                     "{{\"name\": \"app\", \"image\": \"{registry}/team-{team}/app-{app}:v1.2.3\", ",
+                    "\"imagePullPolicy\": \"IfNotPresent\", \"env\": [{{\"name\": \"LOG_LEVEL\", \"value\": \"info\"}}], ",
                     "\"ports\": [{{\"containerPort\": 8080}}], ",
                     "\"resources\": {{\"requests\": {{\"cpu\": \"100m\", \"memory\": \"128Mi\"}}}}}}, ",
-                    "{{\"name\": \"proxy\", \"image\": \"{registry}/infra/proxy:1.4\"}}]}}}}{comma}\n"
+                    "{{\"name\": \"proxy\", \"image\": \"{registry}/infra/proxy:1.4\"}}], \"restartPolicy\": \"Always\"}}}}{comma}\n"
                 ),
                 i = i,
                 team = team,
@@ -48,9 +49,10 @@ pub fn big_list(pods: usize, json: bool, registry: &str) -> String {
                     "      tier: backend\n    annotations:\n      example.com/owner: team-{team}\n",
                     "  spec:\n    containers:\n    - name: app\n",
                     "      image: {registry}/team-{team}/app-{app}:v1.2.3\n",
+                    "      imagePullPolicy: IfNotPresent\n      env:\n      - name: LOG_LEVEL\n        value: info\n",
                     "      ports:\n      - containerPort: 8080\n      resources:\n",
                     "        requests:\n          cpu: 100m\n          memory: 128Mi\n",
-                    "    - name: proxy\n      image: {registry}/infra/proxy:1.4\n",
+                    "    - name: proxy\n      image: {registry}/infra/proxy:1.4\n    restartPolicy: Always\n",
                 ),
                 i = i,
                 team = team,
