@@ -386,6 +386,12 @@ pub async fn run_check(
         let items = manifest_stream::spawn_stream(&mut survey);
         let tally = ci::check_stream(&run, items, survey.workloads, out, err).await?;
         input_errors = errors.len() + tally.input_errors;
+        if tally.objects + tally.input_errors < survey.workloads {
+            // Never a silent pass: objects the first pass saw were not all checked.
+            let missing = survey.workloads - tally.objects - tally.input_errors;
+            writeln!(err, "error: pullcheck: {missing} objects were not checked")?;
+            input_errors += 1;
+        }
         failing += tally.failing;
         transient += tally.warnings;
         if args.format == Format::Text {

@@ -88,16 +88,19 @@ pub async fn survey(inputs: Vec<Input>) -> Survey {
         .spawn(move || {
             let _ = tx.send(survey_now(inputs));
         });
+    let failed = |message: String| Survey {
+        errors: vec![InputError {
+            file: "pullcheck".into(),
+            line: None,
+            message,
+        }],
+        ..Survey::default()
+    };
     match spawned {
-        Ok(_) => rx.await.unwrap_or_default(),
-        Err(e) => Survey {
-            errors: vec![InputError {
-                file: "-".into(),
-                line: None,
-                message: format!("cannot start the parser thread: {e}"),
-            }],
-            ..Survey::default()
-        },
+        Ok(_) => rx
+            .await
+            .unwrap_or_else(|_| failed("the parser stopped: inputs not checked".into())),
+        Err(e) => failed(format!("cannot start the parser thread: {e}")),
     }
 }
 
