@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 pub mod diskcache;
 pub mod input;
+mod manifest_serde;
 pub mod manifest_stream;
 pub mod manifests;
 pub mod metrics;
