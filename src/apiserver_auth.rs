@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn the_kubeconfig_names_the_webhook_host_and_the_files() {
         let yaml = kubeconfig_yaml("pullcheck.pullcheck.svc");
-        let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(v["kind"], "Config");
         let user = &v["users"][0];
         assert_eq!(user["name"], "pullcheck.pullcheck.svc");
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_admission_configuration_points_validating_webhooks_at_the_kubeconfig() {
-        let v: serde_yaml::Value = serde_yaml::from_str(&admission_config_yaml()).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(&admission_config_yaml()).unwrap();
         assert_eq!(v["apiVersion"], "apiserver.config.k8s.io/v1");
         assert_eq!(v["kind"], "AdmissionConfiguration");
         let plugin = &v["plugins"][0];

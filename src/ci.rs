@@ -3,6 +3,7 @@
 //! filled with the input's Secrets and ServiceAccounts, so a finding reads the same here as
 //! in `kubectl apply`.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::admission::{Evaluation, Subject, Webhook};
-use crate::manifests::{Document, InputError};
-use crate::policy::{Action, Mode};
+use crate::manifest_stream::Item;
+use crate::manifests::{Document, InputError, FIELD_LIMIT, MESSAGE_LIMIT};
+use crate::policy::{clip, Action, Mode};
 use crate::workload::WorkloadKind;
 
 /// Output formats of `check`.
@@ -36,74 +39,66 @@ pub struct Tally {
     pub failing: usize,
     /// Findings admitted with a warning (transient), and advisories.
     pub warnings: usize,
+    /// Inputs or documents that could not be read.
+    pub input_errors: usize,
 }
 
-struct Report<'a> {
-    doc: &'a Document,
+struct Report {
+    doc: Document,
     eval: Evaluation,
 }
 
-/// Evaluates every workload of `docs`; writes the report in `format`.
-pub async fn check_documents(
-    webhook: &Webhook,
-    docs: &[Document],
-    default_namespace: &str,
-    timeout: Duration,
-    concurrency: usize,
-    format: Format,
+/// How `check` evaluates and writes.
+pub struct Run<'a> {
+    pub webhook: &'a Webhook,
+    pub default_namespace: &'a str,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub format: Format,
+}
+
+/// Evaluates the workloads of `items` as they arrive, `concurrency` at once, and writes
+/// each report as soon as it and those before it are done (input order). `expected`
+/// workloads are announced by the progress line.
+pub async fn check_stream(
+    run: &Run<'_>,
+    mut items: mpsc::Receiver<(Item, OwnedSemaphorePermit)>,
+    expected: usize,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> std::io::Result<Tally> {
     let mut tally = Tally::default();
-    let workloads: Vec<(&Document, WorkloadKind)> = docs
-        .iter()
-        .filter_map(|d| {
-            let (group, kind) = d.group_kind();
-            let k = WorkloadKind::from_group_kind(group, kind);
-            if k.is_none() {
-                tally.skipped += 1;
-            }
-            k.map(|k| (d, k))
-        })
-        .collect();
     let done = Arc::new(AtomicUsize::new(0));
-    let progress = progress_reporter(Arc::clone(&done), workloads.len());
-    let futures: Vec<_> = workloads
-        .iter()
-        .map(|(doc, kind)| {
+    let progress = progress_reporter(Arc::clone(&done), expected);
+    let reports = futures::stream::poll_fn(|cx| items.poll_recv(cx))
+        .map(|(item, permit)| {
             let done = Arc::clone(&done);
             async move {
-                let namespace = doc.namespace().unwrap_or(default_namespace);
-                let subject = Subject {
-                    kind: *kind,
-                    namespace,
-                    name: doc.name(),
-                    workload: crate::workload::decode(*kind, &doc.value),
-                    old: None,
-                    ephemeral: false,
-                    // Nothing ran ServiceAccount admission on manifests: apply it here.
-                    service_account_rule: true,
+                let doc = match item {
+                    Item::Error(e) => return (Err(e), permit),
+                    Item::Object(doc) => doc,
                 };
-                let eval = webhook
-                    .evaluate(&subject, Mode::Enforce, Instant::now() + timeout)
-                    .await;
+                let eval = evaluate(run, &doc).await;
                 done.fetch_add(1, Ordering::Relaxed);
-                Report { doc, eval }
+                (Ok(Report { doc, eval }), permit)
             }
         })
-        .collect();
-    let reports: Vec<Report<'_>> = futures::stream::iter(futures)
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
-    if let Some(p) = progress {
-        p.abort();
-        eprint!("\r\x1b[K");
-    }
-    let mut last_file: Option<&str> = None;
-    for r in &reports {
+        .buffered(run.concurrency.max(1));
+    futures::pin_mut!(reports);
+    let mut last_file: Option<Arc<str>> = None;
+    let actions = &run.webhook.settings.actions;
+    let mut written = Ok(());
+    while let Some((report, _permit)) = reports.next().await {
+        let r = match report {
+            Err(e) => {
+                tally.input_errors += 1;
+                written = written.and(write_input_errors(out, err, &[e], &[], run.format));
+                continue;
+            }
+            Ok(r) => r,
+        };
         tally.objects += 1;
         tally.images += r.eval.uses.len();
-        let actions = &webhook.settings.actions;
         for f in &r.eval.findings {
             match actions.of(f.finding.class) {
                 Action::Deny => tally.failing += 1,
@@ -111,17 +106,43 @@ pub async fn check_documents(
             }
         }
         tally.warnings += r.eval.advisories.len();
-        match format {
-            Format::Text => write_text(out, r, actions, &mut last_file)?,
-            Format::Json => write_json(out, r, actions)?,
-            Format::Github => write_github(out, r, actions)?,
+        // A closed pipe stops the writing, not the counting (the exit code stays right).
+        if written.is_ok() {
+            written = match run.format {
+                Format::Text => write_text(out, &r, actions, &mut last_file),
+                Format::Json => write_json(out, &r, actions),
+                Format::Github => write_github(out, &r, actions),
+            };
         }
     }
-    Ok(tally)
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[K");
+    }
+    written.map(|()| tally)
+}
+
+async fn evaluate(run: &Run<'_>, doc: &Document) -> Evaluation {
+    let (group, kind) = doc.group_kind();
+    let kind = WorkloadKind::from_group_kind(group, kind).unwrap_or(WorkloadKind::Pod);
+    let subject = Subject {
+        kind,
+        namespace: doc.namespace().unwrap_or(run.default_namespace),
+        name: doc.name(),
+        workload: crate::workload::decode(kind, &doc.value),
+        old: None,
+        ephemeral: false,
+        // Nothing ran ServiceAccount admission on manifests: apply it here.
+        service_account_rule: true,
+    };
+    run.webhook
+        .evaluate(&subject, Mode::Enforce, Instant::now() + run.timeout)
+        .await
 }
 
 fn progress_reporter(done: Arc<AtomicUsize>, total: usize) -> Option<tokio::task::JoinHandle<()>> {
-    if !std::io::stderr().is_terminal() || total < 2 {
+    // Reports stream to standard output: a progress line only when they go elsewhere.
+    if !std::io::stderr().is_terminal() || std::io::stdout().is_terminal() || total < 2 {
         return None;
     }
     Some(tokio::spawn(async move {
@@ -137,7 +158,7 @@ fn progress_reporter(done: Arc<AtomicUsize>, total: usize) -> Option<tokio::task
     }))
 }
 
-fn line_of(r: &Report<'_>, image: &str) -> usize {
+fn line_of(r: &Report, image: &str) -> usize {
     r.doc.line_of(image).unwrap_or(r.doc.line)
 }
 
@@ -149,28 +170,37 @@ fn label(action: Action) -> &'static str {
     }
 }
 
-fn write_text<'d>(
+/// A value from the input (image, name, …) as written out.
+fn field(s: &str) -> Cow<'_, str> {
+    clip(s, FIELD_LIMIT)
+}
+
+/// A sentence (which may quote the input) as written out.
+fn sentence(s: &str) -> Cow<'_, str> {
+    clip(s, MESSAGE_LIMIT)
+}
+
+fn write_text(
     out: &mut dyn Write,
-    r: &Report<'d>,
+    r: &Report,
     actions: &crate::policy::Actions,
-    last_file: &mut Option<&'d str>,
+    last_file: &mut Option<Arc<str>>,
 ) -> std::io::Result<()> {
     if r.eval.uses.is_empty() && r.eval.findings.is_empty() && r.eval.advisories.is_empty() {
         return Ok(());
     }
-    let file: &'d str = r.doc.file.as_str();
-    if *last_file != Some(file) {
-        writeln!(out, "{file}")?;
-        *last_file = Some(r.doc.file.as_str());
+    if last_file.as_deref() != Some(&*r.doc.file) {
+        writeln!(out, "{}", r.doc.file)?;
+        *last_file = Some(Arc::clone(&r.doc.file));
     }
-    writeln!(out, "  {} (line {})", r.eval.subject, r.doc.line)?;
+    writeln!(out, "  {} (line {})", field(&r.eval.subject), r.doc.line)?;
     for f in &r.eval.findings {
         writeln!(
             out,
             "    {:>5}  {}  {} [{}]",
             line_of(r, &f.image),
             label(actions.of(f.finding.class)),
-            f.sentence(),
+            sentence(&f.sentence()),
             f.finding.class
         )?;
     }
@@ -184,63 +214,65 @@ fn write_text<'d>(
         let digest = check.resolved.as_ref().map_or("", |x| x.digest.as_str());
         writeln!(
             out,
-            "    {:>5}  ok    {} ({}) {digest}",
+            "    {:>5}  ok    {} ({}) {}",
             line_of(r, &u.image),
-            crate::admission::place(u),
-            u.image
+            field(&crate::admission::place(u)),
+            field(&u.image),
+            field(digest)
         )?;
     }
     for a in &r.eval.advisories {
-        writeln!(out, "           warn  {a}")?;
+        writeln!(out, "           warn  {}", sentence(a))?;
     }
     Ok(())
 }
 
 fn write_json(
     out: &mut dyn Write,
-    r: &Report<'_>,
+    r: &Report,
     actions: &crate::policy::Actions,
 ) -> std::io::Result<()> {
     let object = json!({
-        "kind": r.doc.group_kind().1,
-        "namespace": r.doc.namespace(),
-        "name": r.doc.name(),
+        "kind": field(r.doc.group_kind().1),
+        "namespace": r.doc.namespace().map(field),
+        "name": field(&r.doc.name()),
     });
     for u in &r.eval.uses {
         let check = r.eval.checks.iter().find(|c| c.image == u.image);
         let finding = r.eval.findings.iter().find(|f| f.image == u.image);
         let resolved = check.and_then(|c| c.resolved.as_ref());
         let line = json!({
-            "file": r.doc.file,
+            "file": &*r.doc.file,
             "line": line_of(r, &u.image),
             "object": object,
-            "container": u.name,
-            "image": u.image,
-            "canonical": check.and_then(|c| c.canonical.clone()),
+            "container": field(&u.name),
+            "image": field(&u.image),
+            "canonical": check.and_then(|c| c.canonical.as_deref()).map(field),
             "verdict": finding.map_or("ok", |f| f.finding.class.as_str()),
             "action": finding.map(|f| match actions.of(f.finding.class) {
                 Action::Deny => "deny",
                 Action::Warn => "warn",
                 Action::Audit => "audit",
             }),
-            "digest": resolved.map(|x| x.digest.clone()),
-            "platforms": resolved.map(|x| x.platforms.platforms.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
-            "message": finding.map(|f| f.sentence()),
-            "hint": finding.and_then(|f| f.finding.hint.clone()),
+            "digest": resolved.map(|x| field(&x.digest)),
+            "platforms": resolved.map(|x| x.platforms.platforms.iter().map(|p| field(&p.to_string()).into_owned()).collect::<Vec<_>>()).unwrap_or_default(),
+            "message": finding.map(|f| sentence(&f.sentence()).into_owned()),
+            "hint": finding.and_then(|f| f.finding.hint.as_deref()).map(sentence),
         });
         writeln!(out, "{line}")?;
     }
     for f in r.eval.findings.iter().filter(|f| f.image.is_empty()) {
         let line = json!({
-            "file": r.doc.file, "line": r.doc.line, "object": object,
-            "verdict": f.finding.class.as_str(), "action": "deny", "message": f.sentence(),
+            "file": &*r.doc.file, "line": r.doc.line, "object": object,
+            "verdict": f.finding.class.as_str(), "action": "deny",
+            "message": sentence(&f.sentence()),
         });
         writeln!(out, "{line}")?;
     }
     for a in &r.eval.advisories {
         let line = json!({
-            "file": r.doc.file, "line": r.doc.line, "object": object,
-            "verdict": "note", "action": "warn", "message": a,
+            "file": &*r.doc.file, "line": r.doc.line, "object": object,
+            "verdict": "note", "action": "warn", "message": sentence(a),
         });
         writeln!(out, "{line}")?;
     }
@@ -248,23 +280,24 @@ fn write_json(
 }
 
 /// Escapes data of a workflow command (GitHub's rules).
-fn gh_data(s: &str) -> String {
+pub fn gh_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
 /// Escapes a property value of a workflow command.
-fn gh_property(s: &str) -> String {
+pub fn gh_property(s: &str) -> String {
     gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 fn write_github(
     out: &mut dyn Write,
-    r: &Report<'_>,
+    r: &Report,
     actions: &crate::policy::Actions,
 ) -> std::io::Result<()> {
     let file = gh_property(&r.doc.file);
+    let subject = field(&r.eval.subject);
     for f in &r.eval.findings {
         let level = match actions.of(f.finding.class) {
             Action::Deny => "error",
@@ -274,11 +307,8 @@ fn write_github(
             out,
             "::{level} file={file},line={},title={}::{}",
             line_of(r, &f.image),
-            gh_property(&format!(
-                "pullcheck {}: {}",
-                f.finding.class, r.eval.subject
-            )),
-            gh_data(&f.sentence())
+            gh_property(&format!("pullcheck {}: {subject}", f.finding.class)),
+            gh_data(&sentence(&f.sentence()))
         )?;
     }
     for a in &r.eval.advisories {
@@ -286,36 +316,56 @@ fn write_github(
             out,
             "::warning file={file},line={},title={}::{}",
             r.doc.line,
-            gh_property(&format!("pullcheck: {}", r.eval.subject)),
-            gh_data(a)
+            gh_property(&format!("pullcheck: {subject}")),
+            gh_data(&sentence(a))
         )?;
     }
     Ok(())
 }
 
-/// Writes input errors in `format`.
+/// Writes input errors and warnings in `format`.
 pub fn write_input_errors(
     out: &mut dyn Write,
     err: &mut dyn Write,
     errors: &[InputError],
+    warnings: &[InputError],
     format: Format,
 ) -> std::io::Result<()> {
-    for e in errors {
+    let all = errors
+        .iter()
+        .map(|e| (e, true))
+        .chain(warnings.iter().map(|w| (w, false)));
+    for (e, is_error) in all {
+        let message = sentence(&e.message);
         match format {
-            Format::Text => writeln!(err, "error: {e}")?,
+            Format::Text => {
+                let label = if is_error { "error" } else { "warning" };
+                match e.line {
+                    Some(l) => writeln!(err, "{label}: {}:{l}: {message}", e.file)?,
+                    None => writeln!(err, "{label}: {}: {message}", e.file)?,
+                }
+            }
             Format::Json => writeln!(
                 out,
                 "{}",
-                json!({"file": e.file, "line": e.line, "verdict": "input_error", "message": e.message})
+                json!({
+                    "file": e.file, "line": e.line, "message": message,
+                    "verdict": if is_error { "input_error" } else { "input_warning" },
+                })
             )?,
             Format::Github => {
                 let line = e.line.map(|l| format!(",line={l}")).unwrap_or_default();
+                let (level, title) = if is_error {
+                    ("error", "pullcheck: unreadable input")
+                } else {
+                    ("warning", "pullcheck: input not read")
+                };
                 writeln!(
                     out,
-                    "::error file={}{line},title={}::{}",
+                    "::{level} file={}{line},title={}::{}",
                     gh_property(&e.file),
-                    gh_property("pullcheck: unreadable input"),
-                    gh_data(&e.message)
+                    gh_property(title),
+                    gh_data(&message)
                 )?;
             }
         }

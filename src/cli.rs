@@ -15,10 +15,11 @@ use crate::ci;
 use crate::cluster::InMemoryCluster;
 use crate::credentials::{self, Keyring};
 use crate::diskcache::DiskCache;
-use crate::manifests;
+use crate::manifest_stream;
+use crate::manifests::{self, FIELD_LIMIT, MESSAGE_LIMIT};
 use crate::metrics::Metrics;
 use crate::platform::Platform;
-use crate::policy::{Action, Mode};
+use crate::policy::{clip, Action, Mode};
 use crate::reference;
 use crate::registry::Registry;
 use crate::registry::{hosts::validate_globs, http::HostPolicy, Distribution, RegistryConfig};
@@ -214,6 +215,15 @@ pub struct CheckArgs {
     /// Objects (and images of one object) resolved at once.
     #[arg(long, default_value = "8")]
     pub concurrency: usize,
+    /// Largest input read (each file, and standard input): e.g. 64MiB, 512KiB.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "PULLCHECK_MAX_INPUT_BYTES",
+        default_value = "64MiB",
+        value_parser = crate::input::parse_bytes
+    )]
+    pub max_input_bytes: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -353,12 +363,19 @@ pub async fn run_check(
 
     let mut input_errors = 0;
     if !args.paths.is_empty() {
-        let (docs, mut errors) = manifests::read(&args.paths, stdin);
+        let read = crate::input::read_all(&args.paths, stdin, args.max_input_bytes);
+        let mut survey = manifest_stream::survey(read.inputs).await;
+        let mut errors = read.errors;
+        errors.append(&mut survey.errors);
         let cluster = InMemoryCluster::new();
-        errors.extend(manifests::load_cluster(&docs, &args.namespace, &cluster));
+        errors.extend(manifests::load_cluster(
+            &survey.cluster,
+            &args.namespace,
+            &cluster,
+        ));
+        survey.cluster = Vec::new();
         cluster.set_node_platforms(Some(wanted.clone()));
-        input_errors = errors.len();
-        ci::write_input_errors(out, err, &errors, args.format)?;
+        ci::write_input_errors(out, err, &errors, &read.warnings, args.format)?;
         let webhook = Webhook::new(
             Arc::clone(&engine.checker),
             Arc::new(cluster),
@@ -366,16 +383,22 @@ pub async fn run_check(
             settings,
             Arc::clone(&metrics),
         );
-        let tally = ci::check_documents(
-            &webhook,
-            &docs,
-            &args.namespace,
-            args.timeout,
-            args.concurrency,
-            args.format,
-            out,
-        )
-        .await?;
+        let run = ci::Run {
+            webhook: &webhook,
+            default_namespace: &args.namespace,
+            timeout: args.timeout,
+            concurrency: args.concurrency,
+            format: args.format,
+        };
+        let items = manifest_stream::spawn_stream(&mut survey);
+        let tally = ci::check_stream(&run, items, survey.workloads, out, err).await?;
+        input_errors = errors.len() + tally.input_errors;
+        if tally.objects + tally.input_errors < survey.workloads {
+            // Never a silent pass: objects the first pass saw were not all checked.
+            let missing = survey.workloads - tally.objects - tally.input_errors;
+            writeln!(err, "error: pullcheck: {missing} objects were not checked")?;
+            input_errors += 1;
+        }
         failing += tally.failing;
         transient += tally.warnings;
         if args.format == Format::Text {
@@ -384,7 +407,7 @@ pub async fn run_check(
                 "pullcheck: {} objects, {} images checked ({} other objects skipped): {} failing, {} warnings{}",
                 tally.objects,
                 tally.images,
-                tally.skipped,
+                survey.skipped,
                 tally.failing,
                 tally.warnings,
                 if input_errors > 0 { format!(", {input_errors} unreadable inputs") } else { String::new() }
@@ -456,9 +479,10 @@ fn write_github_image(
             out,
             "::{level} title=pullcheck {}::{}",
             f.class,
-            format!("{}: {}{hint}", r.image, f.message)
-                .replace('%', "%25")
-                .replace('\n', "%0A")
+            ci::gh_data(&clip(
+                &format!("{}: {}{hint}", clip(&r.image, FIELD_LIMIT), f.message),
+                MESSAGE_LIMIT
+            ))
         )?;
     }
     Ok(())
@@ -481,29 +505,37 @@ impl Checker {
 /// One line of `check --format json`.
 pub fn json_line(r: &ImageCheck) -> String {
     let resolved = r.resolved.as_ref();
+    let field = |s: &str| clip(s, FIELD_LIMIT).into_owned();
+    let sentence = |s: &str| clip(s, MESSAGE_LIMIT).into_owned();
     let value = serde_json::json!({
-        "image": r.image,
-        "canonical": r.canonical,
+        "image": field(&r.image),
+        "canonical": r.canonical.as_deref().map(field),
         "verdict": r.verdict(),
-        "digest": resolved.map(|x| x.digest.clone()),
-        "platforms": resolved.map(|x| x.platforms.platforms.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap_or_default(),
-        "message": r.finding.as_ref().map(|f| f.message.clone()),
-        "hint": r.finding.as_ref().and_then(|f| f.hint.clone()),
+        "digest": resolved.map(|x| field(&x.digest)),
+        "platforms": resolved.map(|x| x.platforms.platforms.iter().map(|p| field(&p.to_string())).collect::<Vec<_>>()).unwrap_or_default(),
+        "message": r.finding.as_ref().map(|f| sentence(&f.message)),
+        "hint": r.finding.as_ref().and_then(|f| f.hint.as_deref()).map(sentence),
         "missing_platforms": r.missing_platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "credential_source": r.credential_source,
+        "credential_source": r.credential_source.as_deref().map(field),
         "stale_age_seconds": r.stale_age.map(|d| d.as_secs_f64()),
-        "notes": r.notes,
+        "notes": r.notes.iter().map(|n| sentence(n)).collect::<Vec<_>>(),
     });
     value.to_string()
 }
 
 fn write_text(out: &mut dyn Write, r: &ImageCheck) -> std::io::Result<()> {
+    let image = clip(&r.image, FIELD_LIMIT);
     match &r.finding {
-        None => writeln!(out, "ok    {}", r.image)?,
-        Some(f) => writeln!(out, "FAIL  {}\n      {}: {}", r.image, f.class, f.message)?,
+        None => writeln!(out, "ok    {image}")?,
+        Some(f) => writeln!(
+            out,
+            "FAIL  {image}\n      {}: {}",
+            f.class,
+            clip(&f.message, MESSAGE_LIMIT)
+        )?,
     }
     if let Some(h) = r.finding.as_ref().and_then(|f| f.hint.as_ref()) {
-        writeln!(out, "      fix: {h}")?;
+        writeln!(out, "      fix: {}", clip(h, MESSAGE_LIMIT))?;
     }
     if let (Some(c), Some(res)) = (&r.canonical, &r.resolved) {
         let platforms: Vec<String> = res
@@ -528,7 +560,7 @@ fn write_text(out: &mut dyn Write, r: &ImageCheck) -> std::io::Result<()> {
         writeln!(out, "      note: no variant for {}", missing.join(", "))?;
     }
     for n in &r.notes {
-        writeln!(out, "      note: {n}")?;
+        writeln!(out, "      note: {}", clip(n, MESSAGE_LIMIT))?;
     }
     Ok(())
 }

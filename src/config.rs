@@ -217,7 +217,20 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        Self::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses the YAML of a config file: unknown keys refused, errors with their line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let options = crate::manifest_stream::yaml_options(text.len());
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+            let message = crate::manifest_stream::yaml_message(&e);
+            let message = message.strip_prefix("invalid YAML: ").unwrap_or(&message);
+            match e.location() {
+                Some(l) => format!("line {}: {message}", l.line()),
+                None => message.to_string(),
+            }
+        })
     }
 }
 
@@ -484,7 +497,7 @@ mod tests {
 
     #[test]
     fn file_config_parses_and_refuses_typos() {
-        let ok: FileConfig = serde_yaml::from_str(
+        let ok = FileConfig::parse(
             "defaultMode: enforce\nactions:\n  unavailable: deny\n  tag_not_found: warn\ncache:\n  positiveTtl: 2m\nregistries:\n  r.example:5000:\n    plainHttp: true\n",
         )
         .unwrap();
@@ -495,14 +508,30 @@ mod tests {
         );
         assert_eq!(ok.cache.positive_ttl, Some(Duration::from_secs(120)));
         assert!(ok.registries["r.example:5000"].plain_http);
-        assert!(serde_yaml::from_str::<FileConfig>("defaultMod: warn").is_err());
-        assert!(serde_yaml::from_str::<FileConfig>("actions: {nope: deny}").is_err());
-        assert!(serde_yaml::from_str::<FileConfig>("cache: {positiveTtl: forever}").is_err());
+        let typo =
+            FileConfig::parse("concurrency: 4\ncache:\n  positiveTtl: 2m\n  negativTtl: 1s\n")
+                .unwrap_err();
+        assert!(
+            typo.starts_with("line 4: unknown field `negativTtl`"),
+            "{typo}"
+        );
+        assert!(FileConfig::parse("defaultMod: warn").is_err());
+        assert!(FileConfig::parse("actions: {nope: deny}").is_err());
+        let bad = FileConfig::parse("\ncache: {positiveTtl: forever}").unwrap_err();
+        assert!(
+            bad.starts_with("line 2: ") && bad.contains("forever"),
+            "{bad}"
+        );
+        let doubled = FileConfig::parse("concurrency: 4\nconcurrency: 8\n").unwrap_err();
+        assert!(
+            doubled.starts_with("line 2: ") && doubled.contains("duplicate"),
+            "{doubled}"
+        );
     }
 
     #[test]
     fn connection_limits_come_from_flags_over_the_file_over_defaults() {
-        let file: FileConfig = serde_yaml::from_str(
+        let file: FileConfig = FileConfig::parse(
             "server:\n  maxConnections: 300\n  maxHandshakes: 20\n  idleTimeout: 2m\n  clientCa: /etc/ca.crt\n  metricsListen: 0.0.0.0:9090\n",
         )
         .unwrap();
@@ -540,16 +569,16 @@ mod tests {
     #[case("server: {handshakeTimeout: 1ms}", "handshakeTimeout")]
     #[case("server: {keepaliveInterval: 0ms}", "keepaliveInterval")]
     fn impossible_limits_are_errors_naming_the_setting(#[case] yaml: &str, #[case] named: &str) {
-        let file: FileConfig = serde_yaml::from_str(yaml).unwrap();
+        let file: FileConfig = FileConfig::parse(yaml).unwrap();
         let error = resolve_limits(&ServerArgs::default(), &file.server).unwrap_err();
         assert!(error.contains(named), "{error}");
     }
 
     #[test]
     fn server_settings_refuse_unknown_keys_and_bad_values() {
-        assert!(serde_yaml::from_str::<FileConfig>("server: {maxConnection: 5}").is_err());
-        assert!(serde_yaml::from_str::<FileConfig>("server: {idleTimeout: soon}").is_err());
-        assert!(serde_yaml::from_str::<FileConfig>("server: {metricsListen: nowhere}").is_err());
+        assert!(FileConfig::parse("server: {maxConnection: 5}").is_err());
+        assert!(FileConfig::parse("server: {idleTimeout: soon}").is_err());
+        assert!(FileConfig::parse("server: {metricsListen: nowhere}").is_err());
     }
 
     #[test]

@@ -25,6 +25,16 @@ const KEY_FILE: &str = "pullcheck-cache.key";
 const VERSION: u32 = 1;
 /// Most results kept; the oldest go first.
 const MAX_RESULTS: usize = 100_000;
+/// Largest cache file read (100,000 results and their platforms fit many times over).
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// A regular file of at most `max` bytes; anything else (missing, a FIFO, a device, too
+/// large) is `None`. The cache directory may be restored from a CI cache: never block on
+/// it or read it without bound.
+fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let file = crate::input::open_nonblocking(path).ok()?;
+    crate::input::read_regular(file, max).ok().map(|(_, b)| b)
+}
 
 #[derive(Default, Serialize, Deserialize)]
 struct State {
@@ -57,8 +67,7 @@ impl DiskCache {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
         let secret = load_or_create_key(&dir.join(KEY_FILE))?;
-        let state = std::fs::read(dir.join(FILE))
-            .ok()
+        let state = read_small(&dir.join(FILE), MAX_FILE_BYTES)
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
             .filter(|s| s.version == VERSION)
             .unwrap_or_default();
@@ -99,9 +108,7 @@ impl DiskCache {
             state.version = VERSION;
             serde_json::to_vec(&*state).map_err(|e| e.to_string())?
         };
-        let tmp = self.dir.join(format!("{FILE}.{}", std::process::id()));
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join(FILE)))
+        write_private(&self.dir.join(FILE), &json)
             .map_err(|e| format!("cannot write cache in {}: {e}", self.dir.display()))
     }
 
@@ -132,7 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
-    if let Ok(bytes) = std::fs::read(path) {
+    if let Some(bytes) = read_small(path, 64) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(key);
         }
@@ -143,16 +150,28 @@ fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
     Ok(key)
 }
 
+/// Writes `path` atomically through a new file (never through a link planted at either
+/// name: `create_new` refuses to open an existing name, `rename` replaces a link itself).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)?.write_all(bytes)
+    options
+        .open(&tmp)?
+        .write_all(bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 #[async_trait]
@@ -239,6 +258,39 @@ mod tests {
             "other credentials: asked again"
         );
         assert_eq!(c2.known_platforms().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn planted_links_and_fifos_are_neither_followed_nor_waited_for() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        symlink(&victim, cache.join(KEY_FILE)).unwrap();
+        symlink(&victim, cache.join(FILE)).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(cache.join(format!("{FILE}.{}.tmp", std::process::id())))
+            .status()
+            .expect("mkfifo runs");
+        assert!(fifo.success());
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let c = DiskCache::open(&cache, inner, Duration::from_secs(60)).unwrap();
+        c.save().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(cache.join(KEY_FILE))
+            .unwrap()
+            .is_file());
+        assert!(std::fs::symlink_metadata(cache.join(FILE))
+            .unwrap()
+            .is_file());
+
+        // A FIFO or a device as the cache file is an empty cache, at once.
+        std::fs::remove_file(cache.join(FILE)).unwrap();
+        symlink("/dev/zero", cache.join(FILE)).unwrap();
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        DiskCache::open(&cache, inner, Duration::from_secs(60)).unwrap();
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! Manifests for `pullcheck check`: files, directories (recursively), stdin; YAML streams,
-//! JSON, `kind: List`; whatever `kustomize build` or `helm template` prints. Every document
-//! keeps its file and line so findings point at the line of the image.
+//! JSON, `kind: List`; whatever `kustomize build` or `helm template` prints. Every object
+//! keeps its file and the bytes it came from, so findings point at the line of the image.
+//!
+//! Reading is [`crate::input`] (regular files only, bounded); parsing is
+//! [`crate::manifest_stream`] (two linear passes, Lists streamed).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::ops::Range;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -12,18 +14,64 @@ use serde_json::Value;
 
 use crate::cluster::{InMemoryCluster, SecretData};
 
+/// Longest sentence `check` writes (messages may quote the input, and an input can hold a
+/// 50 MB image string).
+pub const MESSAGE_LIMIT: usize = 2048;
+/// Longest single value `check` writes (image, name, …): beyond any valid reference (a
+/// 255-byte name, a 128-byte tag and a digest).
+pub const FIELD_LIMIT: usize = 1024;
+
+/// One input's text, with its line index.
+#[derive(Debug)]
+pub struct Source {
+    /// The path as given (or found under a directory), `-` for standard input.
+    pub name: Arc<str>,
+    pub text: String,
+    pub(crate) json: bool,
+    pub lines: LineIndex,
+}
+
+/// Offsets of the line ends of a text: line of an offset in O(log n), 4 bytes a line.
+#[derive(Debug, Default)]
+pub struct LineIndex(Vec<u32>);
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        Self(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+                .collect(),
+        )
+    }
+
+    /// 1-based line of a byte offset.
+    pub fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| (nl as usize) < offset) + 1
+    }
+
+    /// Byte offset where 1-based `line` starts.
+    pub fn line_start(&self, line: usize) -> usize {
+        match line.checked_sub(2) {
+            None => 0,
+            Some(i) => self.0.get(i).map_or(usize::MAX, |&nl| nl as usize + 1),
+        }
+    }
+}
+
 /// One Kubernetes object read from an input.
 #[derive(Clone, Debug)]
 pub struct Document {
     /// The path as given (or found under a directory), `-` for standard input.
-    pub file: String,
-    /// 1-based line where the document starts.
+    pub file: Arc<str>,
+    /// 1-based line where the object starts.
     pub line: usize,
     pub value: Value,
-    /// The whole input text, shared by its documents, to find image lines.
-    text: Arc<str>,
-    /// 1-based line after the document's last.
-    end_line: usize,
+    /// The input it came from, to find image lines.
+    source: Option<Arc<Source>>,
+    /// The object's bytes in the source.
+    span: Range<usize>,
 }
 
 /// An input that could not be read, or a document that is not a Kubernetes object.
@@ -44,6 +92,16 @@ impl std::fmt::Display for InputError {
 }
 
 impl Document {
+    pub(crate) fn new(source: &Arc<Source>, line: usize, span: Range<usize>, value: Value) -> Self {
+        Self {
+            file: Arc::clone(&source.name),
+            line,
+            value,
+            source: Some(Arc::clone(source)),
+            span,
+        }
+    }
+
     /// (`apiVersion` group, `kind`).
     pub fn group_kind(&self) -> (&str, &str) {
         let api_version = self.value["apiVersion"].as_str().unwrap_or_default();
@@ -67,285 +125,32 @@ impl Document {
     }
 
     /// The line of the first `image:` / `reference:` (or JSON `"image":`) naming `image`
-    /// within this document.
+    /// within this object's bytes.
     pub fn line_of(&self, image: &str) -> Option<usize> {
+        let source = self.source.as_ref()?;
         if image.is_empty() {
             return None;
         }
-        self.text
-            .lines()
-            .enumerate()
-            .skip(self.line.saturating_sub(1))
-            .take(self.end_line.saturating_sub(self.line))
-            .find(|(_, l)| {
-                (l.contains("image") || l.contains("reference"))
-                    && l.match_indices(image).any(|(at, _)| {
-                        // The whole value, not a prefix of a longer one (`app:1` in `app:10`).
-                        let before = l[..at].chars().next_back();
-                        let after = l[at + image.len()..].chars().next();
-                        let edge = |c: Option<char>| {
-                            c.is_none_or(|c| matches!(c, '"' | '\'' | ' ' | ',' | '}' | ']'))
-                        };
-                        edge(before) && edge(after)
-                    })
-            })
-            .map(|(i, _)| i + 1)
-    }
-}
-
-/// Reads every input; errors are collected per file/document, the rest still read.
-pub fn read(paths: &[String], stdin: &mut dyn Read) -> (Vec<Document>, Vec<InputError>) {
-    let mut docs = Vec::new();
-    let mut errors = Vec::new();
-    for p in paths {
-        if p == "-" {
-            let mut text = String::new();
-            match stdin.read_to_string(&mut text) {
-                Ok(_) => parse_text("-", false, text, &mut docs, &mut errors),
-                Err(e) => errors.push(InputError {
-                    file: "-".into(),
-                    line: None,
-                    message: format!("cannot read standard input: {e}"),
-                }),
-            }
-            continue;
-        }
-        let path = Path::new(p);
-        if path.is_dir() {
-            let mut files = Vec::new();
-            walk(path, &mut files, &mut errors);
-            files.sort();
-            for f in files {
-                read_file(&f, &mut docs, &mut errors);
-            }
-        } else {
-            read_file(path, &mut docs, &mut errors);
-        }
-    }
-    (docs, errors)
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<InputError>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            errors.push(InputError {
-                file: dir.display().to_string(),
-                line: None,
-                message: format!("cannot read directory: {e}"),
-            });
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if path.is_dir() {
-            if !hidden {
-                walk(&path, files, errors);
-            }
-        } else if !hidden
-            && matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        {
-            files.push(path);
-        }
-    }
-}
-
-fn read_file(path: &Path, docs: &mut Vec<Document>, errors: &mut Vec<InputError>) {
-    let file = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => {
-                let json = path.extension().and_then(|e| e.to_str()) == Some("json");
-                parse_text(&file, json, text, docs, errors);
-            }
-            Err(_) => errors.push(InputError {
-                file,
-                line: None,
-                message: "not UTF-8 text".into(),
-            }),
-        },
-        Err(e) => errors.push(InputError {
-            file,
-            line: None,
-            message: format!("cannot read: {e}"),
-        }),
-    }
-}
-
-fn parse_text(
-    file: &str,
-    json_hint: bool,
-    text: String,
-    docs: &mut Vec<Document>,
-    errors: &mut Vec<InputError>,
-) {
-    let text: Arc<str> = Arc::from(text);
-    let looks_json = json_hint || text.trim_start().starts_with(['{', '[']);
-    let mut found: Vec<(usize, usize, Result<Value, InputError>)> = Vec::new();
-    if looks_json {
-        let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<Value>();
-        loop {
-            let start = stream.byte_offset();
-            match stream.next() {
-                None => break,
-                Some(Ok(v)) => {
-                    let end = stream.byte_offset();
-                    found.push((line_at(&text, start), line_at(&text, end) + 1, Ok(v)));
-                }
-                Some(Err(e)) => {
-                    found.push((
-                        e.line(),
-                        e.line() + 1,
-                        Err(InputError {
-                            file: file.into(),
-                            line: Some(e.line()),
-                            message: format!("invalid JSON: {e}"),
-                        }),
-                    ));
-                    break;
-                }
-            }
-        }
-    } else {
-        for (start, end, chunk) in yaml_documents(&text) {
-            if chunk
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        let text = source.text.as_str();
+        let within = text.get(self.span.clone())?;
+        let edge = |c: Option<char>| {
+            c.is_none_or(|c| matches!(c, '"' | '\'' | ' ' | ',' | '}' | ']' | '\n' | '\r'))
+        };
+        within.match_indices(image).find_map(|(at, _)| {
+            let at = self.span.start + at;
+            // The whole value, not a prefix of a longer one (`app:1` in `app:10`).
+            if !edge(text[..at].chars().next_back())
+                || !edge(text[at + image.len()..].chars().next())
             {
-                continue;
+                return None;
             }
-            let parsed = serde_yaml::from_str::<Value>(chunk).map_err(|e| {
-                // Unterminated constructs are reported at the end of input: keep the line
-                // inside the document.
-                let line = e.location().map(|l| {
-                    (start + l.line().saturating_sub(1)).min(end.saturating_sub(1).max(start))
-                });
-                InputError {
-                    file: file.into(),
-                    line: line.or(Some(start)),
-                    message: format!("invalid YAML: {}", strip_location(&e.to_string())),
-                }
-            });
-            found.push((start, end, parsed));
-        }
+            let line = source.lines.line(at);
+            let start = source.lines.line_start(line).min(at);
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            let whole = &text[start..end];
+            (whole.contains("image") || whole.contains("reference")).then_some(line)
+        })
     }
-    for (line, end_line, parsed) in found {
-        match parsed {
-            Err(e) => errors.push(e),
-            Ok(Value::Null) => {}
-            Ok(value) => add_document(file, line, end_line, value, &text, docs, errors),
-        }
-    }
-}
-
-fn add_document(
-    file: &str,
-    line: usize,
-    end_line: usize,
-    value: Value,
-    text: &Arc<str>,
-    docs: &mut Vec<Document>,
-    errors: &mut Vec<InputError>,
-) {
-    let error = |message: String| InputError {
-        file: file.into(),
-        line: Some(line),
-        message,
-    };
-    let Value::Object(map) = &value else {
-        errors.push(error(format!(
-            "document is not a Kubernetes object (a {})",
-            json_type(&value)
-        )));
-        return;
-    };
-    if map.get("kind").and_then(Value::as_str).is_none() {
-        errors.push(error("document has no kind".into()));
-        return;
-    }
-    if map.get("kind").and_then(Value::as_str) == Some("List")
-        || map
-            .get("kind")
-            .and_then(Value::as_str)
-            .is_some_and(|k| k.ends_with("List") && map.get("items").is_some())
-    {
-        match map.get("items") {
-            Some(Value::Array(items)) => {
-                for item in items {
-                    add_document(file, line, end_line, item.clone(), text, docs, errors);
-                }
-            }
-            _ => errors.push(error("List without items".into())),
-        }
-        return;
-    }
-    docs.push(Document {
-        file: file.into(),
-        line,
-        value,
-        text: Arc::clone(text),
-        end_line,
-    });
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "map",
-    }
-}
-
-/// serde_yaml appends "at line N column M" in its own numbering; ours is the file's.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
-}
-
-/// 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Splits a YAML stream on `---` / `...` markers: (first line, line after last, text).
-fn yaml_documents(text: &str) -> Vec<(usize, usize, &str)> {
-    let mut out = Vec::new();
-    let mut start_byte = 0;
-    let mut start_line = 1;
-    let mut offset = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let l = line.trim_end();
-        let marker = l == "---" || l.starts_with("--- ") || l.starts_with("---\t") || l == "...";
-        if marker {
-            out.push((start_line, i + 1, &text[start_byte..offset]));
-            // `--- value` starts a document on the marker line itself.
-            if l.starts_with("--- ") || l.starts_with("---\t") {
-                start_byte = offset + 3;
-                start_line = i + 1;
-            } else {
-                start_byte = offset + line.len();
-                start_line = i + 2;
-            }
-        }
-        offset += line.len();
-    }
-    out.push((start_line, text.lines().count() + 1, &text[start_byte..]));
-    out
 }
 
 /// Fills a cluster double with the Secrets and ServiceAccounts of the input (namespace
@@ -367,9 +172,12 @@ pub fn load_cluster(
             "Secret" => match secret_data(&doc.value) {
                 Ok(secret) => cluster.put_secret(ns, &name, secret),
                 Err(message) => problems.push(InputError {
-                    file: doc.file.clone(),
+                    file: doc.file.to_string(),
                     line: Some(doc.line),
-                    message: format!("Secret {ns}/{name}: {message}"),
+                    message: crate::policy::truncate(
+                        &format!("Secret {}/{}: {message}", quote(ns), quote(&name)),
+                        MESSAGE_LIMIT,
+                    ),
                 }),
             },
             "ServiceAccount" => {
@@ -385,6 +193,11 @@ pub fn load_cluster(
     problems
 }
 
+/// A name or key from the input, as quoted in a message.
+fn quote(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::policy::clip(s, crate::policy::QUOTE_LIMIT)
+}
+
 /// A Secret manifest as the API server would store it: `data` base64, `stringData` merged
 /// over it.
 fn secret_data(v: &Value) -> Result<SecretData, String> {
@@ -393,10 +206,10 @@ fn secret_data(v: &Value) -> Result<SecretData, String> {
         for (k, val) in map {
             let s = val
                 .as_str()
-                .ok_or_else(|| format!("data.{k} is not a string"))?;
+                .ok_or_else(|| format!("data.{} is not a string", quote(k)))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(s.trim())
-                .map_err(|_| format!("data.{k} is not valid base64"))?;
+                .map_err(|_| format!("data.{} is not valid base64", quote(k)))?;
             data.insert(k.clone(), bytes);
         }
     }
@@ -404,7 +217,7 @@ fn secret_data(v: &Value) -> Result<SecretData, String> {
         for (k, val) in map {
             let s = val
                 .as_str()
-                .ok_or_else(|| format!("stringData.{k} is not a string"))?;
+                .ok_or_else(|| format!("stringData.{} is not a string", quote(k)))?;
             data.insert(k.clone(), s.as_bytes().to_vec());
         }
     }
@@ -417,60 +230,117 @@ fn secret_data(v: &Value) -> Result<SecretData, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest_stream::collect;
 
-    fn parse(text: &str) -> (Vec<Document>, Vec<InputError>) {
-        let mut docs = Vec::new();
-        let mut errors = Vec::new();
-        parse_text("f.yaml", false, text.to_string(), &mut docs, &mut errors);
-        (docs, errors)
+    /// (cluster objects, workloads, errors) of one input.
+    fn parse(name: &str, text: &str) -> (Vec<Document>, Vec<Document>, Vec<InputError>) {
+        let c = collect(vec![crate::input::Input {
+            name: name.into(),
+            text: text.into(),
+            json: name.ends_with(".json"),
+        }]);
+        (c.cluster, c.workloads, c.errors)
     }
 
-    const STREAM: &str = "# Source: chart/templates/a.yaml\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: \"nginx:1.25\"\n      - image: busybox\n        name: b\n...\n";
+    const STREAM: &str = "# Source: chart/templates/a.yaml\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: \"nginx:1.25\"\n      - image: busybox\n        name: b\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: nginx:1.25}]}\n...\n";
 
     #[test]
     fn yaml_stream_with_lines() {
-        let (docs, errors) = parse(STREAM);
+        let (cluster, docs, errors) = parse("f.yaml", STREAM);
         assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cluster.len(), 1);
+        assert_eq!(cluster[0].line, 3);
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0].line, 3);
-        assert_eq!(docs[1].line, 8);
-        assert_eq!(docs[1].group_kind(), ("apps", "Deployment"));
-        assert_eq!(docs[1].line_of("nginx:1.25"), Some(17));
-        assert_eq!(docs[1].line_of("busybox"), Some(18));
-        assert_eq!(docs[0].line_of("nginx:1.25"), None, "other document");
+        assert_eq!(docs[0].line, 8);
+        assert_eq!(docs[0].group_kind(), ("apps", "Deployment"));
+        assert_eq!(docs[0].line_of("nginx:1.25"), Some(17));
+        assert_eq!(docs[0].line_of("busybox"), Some(18));
+        assert_eq!(docs[1].line_of("nginx:1.25"), Some(24), "its own document");
+        assert_eq!(cluster[0].line_of("nginx:1.25"), None, "other document");
     }
 
     #[test]
     fn broken_document_is_reported_and_others_kept() {
-        let (docs, errors) =
-            parse("kind: A\n---\nkind: [unclosed\n---\n- just\n- a list\n---\nkind: B\n");
+        let pod =
+            |n: &str| format!("kind: Pod\nmetadata: {{name: {n}}}\nspec: {{containers: []}}\n");
+        let text = format!(
+            "{}---\nkind: [unclosed\n---\n- just\n- a list\n---\n{}",
+            pod("a"),
+            pod("b")
+        );
+        let (_, docs, errors) = parse("f.yaml", &text);
         assert_eq!(docs.len(), 2);
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert_eq!(errors[0].line, Some(3));
-        assert!(errors[0].message.starts_with("invalid YAML"));
-        assert_eq!(errors[1].line, Some(5));
-        assert!(errors[1].message.contains("not a Kubernetes object"));
+        assert_eq!(errors[0].line, Some(5));
+        assert!(errors[0].message.starts_with("invalid YAML"), "{errors:?}");
+        assert_eq!(errors[1].line, Some(7));
+        assert!(errors[1]
+            .message
+            .contains("not a Kubernetes object (a list)"));
     }
 
     #[test]
     fn lists_and_json() {
-        let mut docs = Vec::new();
-        let mut errors = Vec::new();
         let json = r#"{"apiVersion":"v1","kind":"List","items":[
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"x:1"}]}},
-{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"y:1"}]}}]}"#;
-        parse_text("l.json", true, json.into(), &mut docs, &mut errors);
-        assert!(errors.is_empty());
-        assert_eq!(docs.len(), 2);
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"y:1"}]}}, 7,
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"c"},"spec":{"containers":[{"name":"c","image":"x:1"}]}}]}"#;
+        let (_, docs, errors) = parse("l.json", json);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, Some(3));
+        assert!(errors[0].message.contains("(a number)"), "{errors:?}");
+        assert_eq!(docs.len(), 3);
         assert_eq!(docs[1].name(), "b");
+        assert_eq!(docs[1].line, 3);
         assert_eq!(docs[1].line_of("y:1"), Some(3));
         assert_eq!(docs[1].line_of("y"), None, "whole values only");
+        assert_eq!(
+            docs[2].line_of("x:1"),
+            Some(4),
+            "the item's own image, not the first"
+        );
+    }
+
+    #[test]
+    fn yaml_list_items_in_kubectl_order() {
+        // `kubectl get -o yaml`: items before kind.
+        let mut text = String::from("apiVersion: v1\nitems:\n");
+        for i in 0..3 {
+            text.push_str(&format!(
+                "- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p{i}\n  spec:\n    containers:\n    - name: c\n      image: same:1\n"
+            ));
+        }
+        text.push_str("- apiVersion: v1\n  kind: Secret\n  metadata: {name: s}\n  stringData: {a: b}\nkind: List\nmetadata: {}\n");
+        let (cluster, docs, errors) = parse("l.yaml", &text);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cluster.len(), 1);
+        assert_eq!(cluster[0].line, 27);
+        let lines: Vec<_> = docs.iter().map(|d| (d.line, d.line_of("same:1"))).collect();
+        assert_eq!(lines, [(3, Some(10)), (11, Some(18)), (19, Some(26))]);
+        // The same items under a kind that is not a List are one object.
+        let (_, docs, _) = parse("x.yaml", &text.replace("kind: List", "kind: Pod"));
+        assert_eq!(docs.len(), 1);
+    }
+
+    #[test]
+    fn yaml_numbers_and_duplicates_as_kubectl_reads_them() {
+        let (_, docs, errors) = parse(
+            "f.yaml",
+            "kind: Pod\nmetadata: {name: a}\nspec:\n  containers: []\n  volumes:\n  - secret: {defaultMode: 0644}\n---\nkind: Pod\nkind: Pod\n",
+        );
+        assert_eq!(
+            docs[0].value["spec"]["volumes"][0]["secret"]["defaultMode"],
+            420
+        );
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("duplicate"), "{errors:?}");
+        assert_eq!(errors[0].line, Some(9));
     }
 
     #[test]
     fn secrets_and_service_accounts_feed_the_cluster() {
         let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: reg, namespace: t}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{\"auths\":{}}'\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\nimagePullSecrets: [{name: reg}]\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: bad}\ndata: {x: '%%%'}\n";
-        let (docs, errors) = parse(text);
+        let (docs, _, errors) = parse("f.yaml", text);
         assert!(errors.is_empty());
         let cluster = InMemoryCluster::new();
         let problems = load_cluster(&docs, "dflt", &cluster);
@@ -489,5 +359,15 @@ mod tests {
                 .unwrap();
             assert_eq!(sa, Some(vec!["reg".to_string()]));
         });
+    }
+
+    #[test]
+    fn line_index() {
+        let idx = LineIndex::new("a\nbc\n\nd");
+        assert_eq!(
+            [0, 1, 2, 4, 5, 6, 7].map(|o| idx.line(o)),
+            [1, 1, 2, 2, 3, 4, 4]
+        );
+        assert_eq!([1, 2, 3, 4].map(|l| idx.line_start(l)), [0, 2, 5, 6]);
     }
 }

@@ -395,3 +395,388 @@ async fn second_run_with_cache_dir_asks_the_registry_nothing() {
     let on_disk = std::fs::read_to_string(cache.join("pullcheck-cache.json")).unwrap();
     assert!(!on_disk.contains(ALICE.1) && !on_disk.contains(ALICE.0));
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile input: what a pull request can put in front of `pullcheck check` in CI.
+// ---------------------------------------------------------------------------------------
+
+#[allow(dead_code)]
+#[path = "../examples/big_list.rs"]
+mod big_list;
+
+use std::time::{Duration, Instant};
+
+/// `pullcheck ARGS` with `stdin`, killed (and the test failed) after `limit`.
+fn run_within(args: &[&str], stdin: Stdio, limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullcheck"))
+        .args(args)
+        .env_remove("PULLCHECK_DOCKER_CONFIG")
+        .env_remove("PULLCHECK_CACHE_DIR")
+        .env_remove("PULLCHECK_MAX_INPUT_BYTES")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pullcheck runs");
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pullcheck {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, started.elapsed())
+}
+
+/// A loopback address where nothing listens: every image is `unavailable` at once, and no
+/// traffic leaves the machine.
+fn closed_registry() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("127.0.0.1:{port}")
+}
+
+fn pod_yaml(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+    )
+}
+
+fn json_lines_of(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn symlink_loops_end_and_no_file_is_read_twice() {
+    use std::os::unix::fs::symlink;
+    let reg = closed_registry();
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    write(
+        &root,
+        "b/pod.yaml",
+        &pod_yaml("only", &format!("{reg}/a:1")),
+    );
+    write(outside.path(), "secret.yaml", &pod_yaml("outside", "x:1"));
+    symlink("..", root.join("b/up")).unwrap(); // a loop
+    symlink(".", root.join("b/self")).unwrap(); // another
+    symlink(&root, root.join("b/abs")).unwrap(); // and one by absolute path
+    symlink("pod.yaml", root.join("b/again.yaml")).unwrap(); // the same file twice
+    symlink(outside.path().join("secret.yaml"), root.join("b/out.yaml")).unwrap();
+    let root_s = root.to_str().unwrap();
+
+    let (out, took) = run_within(
+        &["check", "--format", "json", root_s, root_s],
+        Stdio::null(),
+        Duration::from_secs(60),
+    );
+    let lines = json_lines_of(&out);
+    let pods: Vec<_> = lines
+        .iter()
+        .filter(|l| l["object"]["name"] == "only")
+        .collect();
+    assert_eq!(pods.len(), 1, "one result for one file: {lines:?}");
+    assert_eq!(pods[0]["verdict"], "unavailable");
+    assert!(
+        lines.iter().all(|l| l["object"]["name"] != "outside"),
+        "a link out of the tree is not read: {lines:?}"
+    );
+    let warnings: Vec<String> = lines
+        .iter()
+        .filter(|l| l["verdict"] == "input_warning")
+        .map(|l| format!("{}: {}", l["file"].as_str().unwrap(), l["message"]))
+        .collect();
+    for (link, why) in [
+        ("b/up", "a symbolic link to a directory: not followed"),
+        ("b/self", "a symbolic link to a directory: not followed"),
+        ("b/abs", "a symbolic link to a directory: not followed"),
+        ("b/out.yaml", "outside"),
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(link) && w.contains(why)),
+            "{link}: {warnings:?}"
+        );
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "warnings only: {}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+fn fifos_sockets_and_devices_are_named_never_read() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("tree/pipe.yaml");
+    std::fs::create_dir_all(d.join("tree")).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let _socket = std::os::unix::net::UnixListener::bind(d.join("tree/sock.json")).unwrap();
+    symlink("/dev/zero", d.join("tree/zero.yaml")).unwrap();
+    symlink("pipe.yaml", d.join("tree/to-pipe.yml")).unwrap();
+    symlink("/dev/zero", d.join("zero-link")).unwrap();
+    write(d, "tree/ok.yaml", &pod_yaml("fine", "x:1"));
+    let tree = d.join("tree");
+    let zero_link = d.join("zero-link");
+
+    // In a directory: each named with what it is; the rest still checked.
+    let (out, took) = run_within(
+        &["check", tree.to_str().unwrap()],
+        Stdio::null(),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for (name, what) in [
+        (
+            "pipe.yaml",
+            "a FIFO (named pipe), not a regular file: not read",
+        ),
+        ("sock.json", "a socket, not a regular file: not read"),
+        (
+            "zero.yaml",
+            "a symbolic link to a character device, not a regular file: not read",
+        ),
+        (
+            "to-pipe.yml",
+            "a symbolic link to a FIFO (named pipe), not a regular file",
+        ),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("error: ") && l.contains(name) && l.contains(what)),
+            "{name}: {err}"
+        );
+    }
+    assert!(
+        stdout(&out).contains("Pod default/fine"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+
+    // Given directly (a link given is followed, to what it is).
+    for (path, what) in [
+        (fifo.to_str().unwrap(), "a FIFO (named pipe)"),
+        ("/dev/zero", "a character device"),
+        (zero_link.to_str().unwrap(), "a character device"),
+    ] {
+        let (out, _) = run_within(&["check", path], Stdio::null(), Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            stderr(&out).lines().next().unwrap_or_default(),
+            format!("error: {path}: {what}, not a regular file: not read"),
+        );
+    }
+}
+
+#[test]
+fn every_input_is_capped_standard_input_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = pod_yaml("big", "x:1");
+    let padded = format!("{pod}# {}\n", "x".repeat(2000));
+    write(dir.path(), "big.yaml", &padded);
+    let big = dir.path().join("big.yaml");
+    let big = big.to_str().unwrap();
+
+    let (out, _) = run_within(
+        &["check", "--max-input-bytes", "1KiB", big],
+        Stdio::null(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).lines().next().unwrap_or_default(),
+        format!("error: {big}: larger than the input limit of 1 KiB (1024 bytes) (--max-input-bytes): not read")
+    );
+
+    // The environment sets it too; under the cap the file is read.
+    let (out, _) = run_within(
+        &["check", "--format", "json", big],
+        Stdio::null(),
+        Duration::from_secs(20),
+    );
+    assert!(stdout(&out).contains("\"big\""), "{}", stderr(&out));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pullcheck"));
+    let out = c
+        .args(["check", big])
+        .env("PULLCHECK_MAX_INPUT_BYTES", "2000")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("limit of 2000 bytes"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Standard input from /dev/zero: refused at the cap, memory never grows past it.
+    let zero = std::fs::File::open("/dev/zero").unwrap();
+    let (out, took) = run_within(
+        &["check", "--max-input-bytes", "1MiB", "-"],
+        Stdio::from(zero),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).lines().next().unwrap_or_default(),
+        "error: -: standard input larger than the input limit of 1 MiB (1048576 bytes) (--max-input-bytes): not read"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        run_within(
+            &["check", "--max-input-bytes", "8GiB", "-"],
+            Stdio::null(),
+            Duration::from_secs(10)
+        )
+        .0
+        .status
+        .code()
+            == Some(2)
+    );
+}
+
+#[test]
+fn yaml_bombs_are_refused_quickly_and_the_rest_checked() {
+    let mut bomb = String::from("apiVersion: v1\nkind: Pod\nmetadata: {name: boom}\nlol:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (p, c) in ('a'..='h').zip('b'..='i') {
+        bomb.push_str(&format!(
+            "  {c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        ));
+    }
+    bomb.push_str("spec:\n  containers:\n  - name: c\n    image: x:1\n    args: *i\n");
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}---\n{bomb}", pod_yaml("fine", "x:1"));
+    write(dir.path(), "bomb.yaml", &text);
+    let file = dir.path().join("bomb.yaml");
+    let (out, took) = run_within(
+        &["check", file.to_str().unwrap()],
+        Stdio::null(),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("error: {}:", file.display()))
+            && err.contains("YAML aliases expand beyond")
+            && err.contains("billion laughs"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("Pod default/fine"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(took < Duration::from_secs(10), "refused quickly: {took:?}");
+}
+
+#[test]
+fn a_50_mb_image_string_is_never_echoed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = format!("r.example/{}:1", "a".repeat(50 << 20));
+    // And a Secret whose name and data key are 20 MB each, for input errors.
+    let huge = "s".repeat(20 << 20);
+    write(dir.path(), "m/pod.yaml", &pod_yaml("huge", &image));
+    write(
+        dir.path(),
+        "m/secret.json",
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Secret", "metadata": {{"name": "{huge}"}}, "data": {{"{huge}": 1}}}}"#
+        ),
+    );
+    let m = dir.path().join("m");
+    for format in ["text", "json", "github"] {
+        let (out, took) = run_within(
+            &["check", "--format", format, m.to_str().unwrap()],
+            Stdio::null(),
+            Duration::from_secs(120),
+        );
+        assert_eq!(out.status.code(), Some(2), "{format}: {}", stderr(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.len() < 32 << 10,
+            "{format}: {} bytes written: {}…",
+            all.len(),
+            &all[..2000.min(all.len())]
+        );
+        assert!(
+            all.contains("invalid_reference") || all.contains("invalid image reference"),
+            "{format}: {all}"
+        );
+        assert!(
+            all.contains("secret.json") && all.contains("is not a string"),
+            "{format}: {all}"
+        );
+        assert!(
+            all.contains("aaaa…") || all.contains("aaa…"),
+            "{format}: clipped with a mark: {all}"
+        );
+        eprintln!("{format}: {took:?}");
+    }
+}
+
+#[test]
+fn a_20000_pod_list_streams_in_yaml_and_json() {
+    let reg = closed_registry();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, json) in [("pods.yaml", false), ("pods.json", true)] {
+        let text = big_list::big_list(20_000, json, &reg);
+        write(dir.path(), name, &text);
+        let path = dir.path().join(name);
+        let (out, took) = run_within(
+            &[
+                "check",
+                "--plain-http",
+                &reg,
+                "--format",
+                "json",
+                path.to_str().unwrap(),
+            ],
+            Stdio::null(),
+            Duration::from_secs(300),
+        );
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        let lines = json_lines_of(&out);
+        assert_eq!(lines.len(), 40_000, "{name}: two images a Pod");
+        assert!(
+            lines.iter().all(|l| l["verdict"] == "unavailable"),
+            "{name}"
+        );
+        // Every image at its own line, in order.
+        let last = lines.last().unwrap();
+        assert_eq!(last["object"]["name"], "pod-019999");
+        let line_of_last = text.lines().count() - if json { 1 } else { 3 };
+        assert_eq!(last["line"], line_of_last, "{name}");
+        eprintln!("{name}: {} bytes, {took:?}", text.len());
+    }
+}

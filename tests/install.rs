@@ -26,7 +26,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::Resource;
 use rstest::rstest;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 const NAMESPACE: &str = "pullcheck";
@@ -76,14 +75,8 @@ fn render_path(path: &Path) -> Vec<Value> {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8(output.stdout).unwrap();
-    let mut objects = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = Value::deserialize(document).unwrap();
-        if !value.is_null() {
-            objects.push(value);
-        }
-    }
-    objects
+    // Empty documents are skipped.
+    serde_saphyr::from_multiple(&text).unwrap()
 }
 
 /// A rendered install and the default mode it must carry.
@@ -879,9 +872,9 @@ fn the_config_file_uses_known_keys_and_agrees_with_the_default_mode() {
             .unwrap()
             .remove("config.yaml")
             .expect("config.yaml key");
-        let config: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
+        let config: serde_json::Map<String, Value> = serde_saphyr::from_str(&text).unwrap();
         for key in config.keys() {
-            let key = key.as_str().unwrap();
+            let key = key.as_str();
             assert!(
                 known.contains(key),
                 "{}: unknown config key {key}",
