@@ -51,5 +51,5 @@ COPY --from=builder /out/pullcheck /usr/local/bin/pullcheck
 # distroless "nonroot": UID/GID 65532. The Deployment also sets runAsUser 65532 and a
 # read-only root filesystem; nothing is written at run time.
 USER 65532:65532
-EXPOSE 8443
+EXPOSE 8443 9090
 ENTRYPOINT ["/usr/local/bin/pullcheck", "serve"]

@@ -145,14 +145,17 @@ fn main() {
             },
             Arc::clone(&metrics),
         );
-        let state = Arc::new(AppState {
-            webhook: Arc::new(webhook),
+        let state = Arc::new(AppState::new(
+            Arc::new(webhook),
             metrics,
-            deadline: Deadline::default(),
-            ready: true.into(),
-            status: String::new(),
-        });
-        let app = router(state, 7 << 20);
+            Deadline::default(),
+            String::new(),
+            7 << 20,
+        ));
+        state
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let app = router(state);
         // The minimal responder's routes, as in examples/minimal_responder.rs.
         let minimal_app = axum::Router::new()
             .route("/validate", axum::routing::post(minimal))

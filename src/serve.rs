@@ -86,13 +86,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.settings.clone(),
         Arc::clone(&metrics),
     ));
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         webhook,
         metrics,
-        deadline: config.deadline,
-        ready: false.into(),
+        config.deadline,
         status,
-    });
+        config.max_body_bytes,
+    ));
 
     let resolver = match &config.tls {
         Some((cert, key)) => {
@@ -148,7 +148,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "webhook",
         config.listen,
         Some(server_tls),
-        server::router(Arc::clone(&state), config.max_body_bytes),
+        server::router(Arc::clone(&state)),
         config.limits,
         connection_metrics.clone(),
     )

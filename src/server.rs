@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
-use serde::Deserialize;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::admission::Webhook;
@@ -33,10 +33,42 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Said on `/readyz` (e.g. "no cluster: …").
     pub status: String,
+    /// Largest AdmissionReview body accepted (413 above).
+    pub max_body: usize,
+    /// KiB of review bodies being received or decided at once, over every connection.
+    in_flight: Semaphore,
+}
+
+/// Review bodies received or decided at once, over every connection: a few times the
+/// largest review the API server sends, far below the memory limit. More at once is
+/// answered 503 at once (the API server sends a handful of reviews at a time; a flood
+/// of large bodies from anyone else must not take the memory).
+pub const IN_FLIGHT_BODY_BYTES: usize = 64 << 20;
+
+impl AppState {
+    pub fn new(
+        webhook: Arc<Webhook>,
+        metrics: Arc<Metrics>,
+        deadline: Deadline,
+        status: String,
+        max_body: usize,
+    ) -> Self {
+        let kib = (IN_FLIGHT_BODY_BYTES.max(max_body) / 1024).min(Semaphore::MAX_PERMITS);
+        Self {
+            webhook,
+            metrics,
+            deadline,
+            ready: AtomicBool::new(false),
+            status,
+            max_body,
+            in_flight: Semaphore::new(kib),
+        }
+    }
 }
 
 /// The routes, for `serve` and for tests (`tower::ServiceExt::oneshot`).
-pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.max_body;
     Router::new()
         .route("/validate", post(validate_default))
         .route("/validate/{mode}", post(validate_mode))
@@ -57,37 +89,98 @@ pub fn probe_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
-struct ReviewQuery {
-    timeout: Option<String>,
-}
-
-async fn validate_default(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<ReviewQuery>,
-    body: Bytes,
-) -> Response {
-    validate(state, None, q, body).await
+async fn validate_default(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    receive(state, None, request).await
 }
 
 async fn validate_mode(
     State(state): State<Arc<AppState>>,
     Path(mode): Path<String>,
-    Query(q): Query<ReviewQuery>,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     match mode.parse::<Mode>() {
-        Ok(m) => validate(state, Some(m), q, body).await,
+        Ok(m) => receive(state, Some(m), request).await,
         Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
     }
 }
 
-/// Longest reason given with a 400: serde's messages quote the offending value, and a body
-/// of megabytes must not come back (or go to the log) whole.
-const MAX_REASON: usize = 512;
+/// The API server's `?timeout=` of a review URL.
+fn timeout_of(uri: &axum::http::Uri) -> Option<Duration> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|t| parse_duration(t).ok())
+}
 
-fn bad_request(state: &AppState, message: String) -> Response {
-    let message = truncate(&message, MAX_REASON);
+/// Receives a review's body within the review's own deadline (which starts when its
+/// headers arrive: a body sent slowly eats into it, never beyond it) and within the
+/// in-flight budget, then decides.
+async fn receive(state: Arc<AppState>, mode: Option<Mode>, request: Request) -> Response {
+    let arrived = tokio::time::Instant::now();
+    let budget = state.deadline.budget(timeout_of(request.uri()));
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.max_body) {
+        return too_large(&state);
+    }
+    let kib = declared.unwrap_or(state.max_body).min(state.max_body) / 1024 + 1;
+    let permit = u32::try_from(kib)
+        .ok()
+        .and_then(|kib| state.in_flight.try_acquire_many(kib).ok());
+    let Some(_permit) = permit else {
+        count_invalid(&state);
+        tracing::warn!(
+            "more review bodies in flight than {IN_FLIGHT_BODY_BYTES} bytes: answered 503"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many review bytes in flight; retry\n",
+        )
+            .into_response();
+    };
+    let body = tokio::time::timeout_at(
+        arrived + budget,
+        axum::body::to_bytes(request.into_body(), state.max_body),
+    )
+    .await;
+    match body {
+        Ok(Ok(body)) => validate(&state, mode, arrived, budget, body).await,
+        // A declared length is checked above; what is left is a body longer than the
+        // limit without one (chunked), or a connection that broke while sending.
+        Ok(Err(_)) => too_large(&state),
+        Err(_) => {
+            count_invalid(&state);
+            tracing::warn!(
+                budget_ms = budget.as_millis() as u64,
+                "review body not received within its deadline"
+            );
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "review body not received within {}\n",
+                    crate::registry::error::human_duration(budget)
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn too_large(state: &AppState) -> Response {
+    count_invalid(state);
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "AdmissionReview body larger than {} bytes (maxBodyBytes), or broken off\n",
+            state.max_body
+        ),
+    )
+        .into_response()
+}
+
+fn count_invalid(state: &AppState) {
     state
         .metrics
         .admissions
@@ -98,26 +191,34 @@ fn bad_request(state: &AppState, message: String) -> Response {
             decision: "invalid",
         })
         .inc();
+}
+
+/// Longest reason given with a 400: serde's messages quote the offending value, and a body
+/// of megabytes must not come back (or go to the log) whole.
+const MAX_REASON: usize = 512;
+
+fn bad_request(state: &AppState, message: String) -> Response {
+    let message = truncate(&message, MAX_REASON);
+    count_invalid(state);
     tracing::warn!(%message, "undecodable AdmissionReview");
     (StatusCode::BAD_REQUEST, message + "\n").into_response()
 }
 
 async fn validate(
-    state: Arc<AppState>,
+    state: &AppState,
     mode: Option<Mode>,
-    q: ReviewQuery,
+    started: tokio::time::Instant,
+    budget: Duration,
     body: Bytes,
 ) -> Response {
-    let started = tokio::time::Instant::now();
-    let timeout = q.timeout.as_deref().and_then(|t| parse_duration(t).ok());
-    let deadline = started + state.deadline.budget(timeout);
+    let deadline = started + budget;
     let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return bad_request(&state, format!("invalid AdmissionReview: {e}")),
+        Err(e) => return bad_request(state, format!("invalid AdmissionReview: {e}")),
     };
     let request: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
-        Err(_) => return bad_request(&state, "AdmissionReview has no request".into()),
+        Err(_) => return bad_request(state, "AdmissionReview has no request".into()),
     };
     // Events inside the review (a registry or cluster warning) carry its uid and namespace
     // when debug logging is on. Not at `info`: a span's fields are formatted when it is made,
@@ -274,3 +375,139 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// Grace period for in-flight reviews at shutdown (the API server waits at most 30 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Settings;
+    use crate::cache::{CacheConfig, CachedRegistry};
+    use crate::check::Checker;
+    use crate::cluster::NoCluster;
+    use crate::credentials::{Credential, Keyring};
+    use crate::reference::ImageRef;
+    use crate::registry::{Registry, RegistryConfig, RegistryError, Resolved};
+    use axum::body::Body;
+    use futures::StreamExt as _;
+    use tower::ServiceExt as _;
+
+    /// A registry nobody may reach: these tests are about the HTTP layer.
+    struct Unreached;
+
+    #[async_trait::async_trait]
+    impl Registry for Unreached {
+        async fn resolve(
+            &self,
+            image: &ImageRef,
+            _: Option<&Credential>,
+        ) -> Result<Resolved, RegistryError> {
+            panic!("the HTTP layer's tests asked the registry for {image}")
+        }
+    }
+
+    fn state(max_body: usize) -> Arc<AppState> {
+        let metrics = Arc::new(Metrics::default());
+        let cached = CachedRegistry::new(
+            Arc::new(Unreached),
+            &CacheConfig::default(),
+            Arc::clone(&metrics),
+        );
+        let checker = Checker::new(Arc::new(cached), Arc::new(RegistryConfig::default()));
+        let webhook = Webhook::new(
+            Arc::new(checker),
+            Arc::new(NoCluster {
+                reason: "test".into(),
+            }),
+            Arc::new(Keyring::new()),
+            Settings::default(),
+            Arc::clone(&metrics),
+        );
+        Arc::new(AppState::new(
+            Arc::new(webhook),
+            metrics,
+            Deadline::default(),
+            String::new(),
+            max_body,
+        ))
+    }
+
+    fn post(uri: &str, body: Body, length: Option<usize>) -> axum::http::Request<Body> {
+        let mut request = axum::http::Request::post(uri).header("content-type", "application/json");
+        if let Some(n) = length {
+            request = request.header(header::CONTENT_LENGTH, n);
+        }
+        request.body(body).expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_body_sent_too_slowly_is_refused_within_the_review_deadline() {
+        let app = router(state(1 << 20));
+        // Headers at once, then a body that never finishes.
+        let body = Body::from_stream(
+            futures::stream::once(async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"{\"apiVersion\":"))
+            })
+            .chain(futures::stream::pending()),
+        );
+        let started = std::time::Instant::now();
+        let response = app
+            .oneshot(post("/validate?timeout=1s", body, Some(1000)))
+            .await
+            .expect("answer");
+        let took = started.elapsed();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        // 1s → a budget of 850 ms: answered then, before the API server gives up.
+        assert!(took >= Duration::from_millis(800), "{took:?}");
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn declared_and_undeclared_bodies_over_the_limit_get_413() {
+        let state = state(1024);
+        let declared = router(Arc::clone(&state))
+            .oneshot(post("/validate", Body::from(vec![b' '; 2048]), Some(2048)))
+            .await
+            .expect("answer");
+        assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let chunks = futures::stream::iter(
+            (0..4).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 512]))),
+        );
+        let streamed = router(state)
+            .oneshot(post("/validate", Body::from_stream(chunks), None))
+            .await
+            .expect("answer");
+        assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn bodies_beyond_the_in_flight_budget_get_503_at_once() {
+        let max_body = 7 << 20;
+        let state = state(max_body);
+        // Hold the budget with bodies that are announced and never sent.
+        let mut held = Vec::new();
+        let mut refused = None;
+        for _ in 0..(IN_FLIGHT_BODY_BYTES / max_body + 2) {
+            let body =
+                Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+            let app = router(Arc::clone(&state));
+            let mut call =
+                Box::pin(app.oneshot(post("/validate?timeout=10s", body, Some(max_body))));
+            // Either it answers at once (refused) or it waits for its body (holding).
+            match tokio::time::timeout(Duration::from_millis(50), &mut call).await {
+                Ok(response) => {
+                    refused = Some(response.expect("answer").status());
+                    break;
+                }
+                Err(_) => held.push(call),
+            }
+        }
+        assert_eq!(refused, Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(held.len(), IN_FLIGHT_BODY_BYTES / max_body);
+        // Once they are gone, a small review is received again (undecodable: 400).
+        drop(held);
+        let after = router(state)
+            .oneshot(post("/validate", Body::from("{}"), Some(2)))
+            .await
+            .expect("answer");
+        assert_eq!(after.status(), StatusCode::BAD_REQUEST);
+    }
+}
