@@ -17,10 +17,10 @@ use crate::metrics::Metrics;
 use crate::platform::Platform;
 use crate::policy::{self, Actions, Decision, Located, Mode};
 use crate::reference::ImageRef;
-use crate::registry::{error::human_duration, http::glob_match, FindingClass};
+use crate::registry::FindingClass;
+use crate::text::{glob_match, human_duration, truncate};
 use crate::workload::{
-    self, ImageSlot, ImageUse, PlatformConstraint, PullChange, Workload, WorkloadError,
-    WorkloadKind,
+    self, ImageUse, PlatformConstraint, PullChange, Workload, WorkloadError, WorkloadKind,
 };
 
 /// What to do with Pods owned by a controller (their template was checked when the
@@ -349,7 +349,7 @@ impl Webhook {
                 return Evaluation::skipped(
                     subject,
                     mode,
-                    "no change to images, pull secrets, service account or platform",
+                    "no change to images, pull secrets, ServiceAccount or platform",
                 )
             }
             PullChange::Images(images) => Some(images.into_iter().collect()),
@@ -846,7 +846,7 @@ impl Webhook {
             warnings.extend(
                 ev.advisories
                     .iter()
-                    .map(|a| policy::truncate(a, policy::WARNING_LIMIT)),
+                    .map(|a| truncate(a, policy::WARNING_LIMIT)),
             );
             warnings.truncate(policy::MAX_WARNINGS);
         }
@@ -925,13 +925,7 @@ fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
 
 /// `container "web"`, `initContainer "migrate"`, …: how findings name a place.
 pub fn place(u: &ImageUse) -> String {
-    let what = match u.slot {
-        ImageSlot::Container => "container",
-        ImageSlot::InitContainer => "initContainer",
-        ImageSlot::EphemeralContainer => "ephemeralContainer",
-        ImageSlot::ImageVolume => "image volume",
-    };
-    format!("{what} {:?}", u.name)
+    format!("{} {:?}", u.slot, u.name)
 }
 
 fn quote_list(names: &[String]) -> String {

@@ -331,11 +331,7 @@ impl Authority {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         // A short fingerprint in the name tells CAs apart while two are trusted (rotation).
         let fingerprint = Sha256::digest(key.public_key_raw());
-        let short: String = fingerprint
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let short = crate::text::hex(&fingerprint[..4]);
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params

@@ -14,9 +14,9 @@ use crate::credentials::{Keyring, MatchedCredential};
 use crate::platform::{self, Platform};
 use crate::reference::ImageRef;
 use crate::registry::{
-    error::human_duration, AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved,
-    TimeoutLimit,
+    AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved, TimeoutLimit,
 };
+use crate::text::{clip, human_duration, QUOTE_LIMIT};
 
 /// Why an image would not pull (or might not): the class the policy acts on, what is wrong
 /// in plain words, and how to fix it.
@@ -327,7 +327,7 @@ impl Checker {
                     class: FindingClass::InvalidReference,
                     message: format!(
                         "invalid image reference {:?}: {e}",
-                        crate::policy::clip(image, crate::policy::QUOTE_LIMIT)
+                        clip(image, QUOTE_LIMIT)
                     ),
                     hint: None,
                 });
@@ -340,7 +340,7 @@ impl Checker {
                 class: FindingClass::InvalidReference,
                 message: format!(
                     "invalid image reference {:?}: no usable registry host",
-                    crate::policy::clip(image, crate::policy::QUOTE_LIMIT)
+                    clip(image, QUOTE_LIMIT)
                 ),
                 hint: None,
             });

@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use crate::admission::{Evaluation, Subject, Webhook};
 use crate::manifest_stream::Item;
 use crate::manifests::{Document, InputError, FIELD_LIMIT, MESSAGE_LIMIT};
-use crate::policy::{clip, Action, Mode};
+use crate::policy::{Action, Mode};
+use crate::text::clip;
 use crate::workload::WorkloadKind;
 
 /// Output formats of `check`.

@@ -19,10 +19,11 @@ use crate::manifest_stream;
 use crate::manifests::{self, FIELD_LIMIT, MESSAGE_LIMIT};
 use crate::metrics::Metrics;
 use crate::platform::Platform;
-use crate::policy::{clip, Action, Mode};
+use crate::policy::{Action, Mode};
 use crate::reference;
 use crate::registry::Registry;
 use crate::registry::{hosts::validate_globs, http::HostPolicy, Distribution, RegistryConfig};
+use crate::text::{clip, parse_duration};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
@@ -226,29 +227,6 @@ pub struct CheckArgs {
     pub max_input_bytes: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
-}
-
-/// "500ms", "10s", "2m", "1h", or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 2m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `pullcheck reference`.
@@ -563,23 +541,4 @@ fn write_text(out: &mut dyn Write, r: &ImageCheck) -> std::io::Result<()> {
         writeln!(out, "      note: {}", clip(n, MESSAGE_LIMIT))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-
-    #[rstest]
-    #[case("500ms", Some(500))]
-    #[case("10s", Some(10_000))]
-    #[case("2m", Some(120_000))]
-    #[case("3", Some(3000))]
-    #[case("1.5s", Some(1500))]
-    #[case("x", None)]
-    #[case("10d", None)]
-    #[case("", None)]
-    fn durations(#[case] s: &str, #[case] ms: Option<u128>) {
-        assert_eq!(parse_duration(s).ok().map(|d| d.as_millis()), ms);
-    }
 }

@@ -65,6 +65,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use moka::future::Cache;
 
 use crate::platform::Platform;
+use crate::text::{clip, error_chain, instant_after, truncate};
 
 /// Secret type of a `~/.docker/config.json`-style pull secret (`.dockerconfigjson`).
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
@@ -231,11 +232,11 @@ fn classify(what: &str, err: kube::Error) -> ClusterError {
             let mut detail = format!("{what}: HTTP {code}");
             if !status.reason.is_empty() {
                 detail.push(' ');
-                detail.push_str(&clip(&status.reason));
+                detail.push_str(&clip(&status.reason, MAX_MESSAGE));
             }
             if !status.message.is_empty() {
                 detail.push_str(": ");
-                detail.push_str(&clip(&status.message));
+                detail.push_str(&clip(&status.message, MAX_MESSAGE));
             }
             match code {
                 401 => ClusterError::Unauthorized { detail },
@@ -261,41 +262,21 @@ fn classify(what: &str, err: kube::Error) -> ClusterError {
             detail: format!("{what}: the API server's answer is not UTF-8"),
         },
         kube::Error::Auth(e) => ClusterError::Unauthorized {
-            detail: format!("{what}: {}", error_chain(&e)),
+            detail: format!("{what}: {}", described(&e)),
         },
         kube::Error::BuildRequest(e) => ClusterError::Unexpected {
-            detail: format!("{what}: {}", error_chain(&e)),
+            detail: format!("{what}: {}", described(&e)),
         },
         // Connection refused, DNS, TLS, client-side timeouts, broken streams, …
         other => ClusterError::Unavailable {
-            detail: format!("{what}: {}", error_chain(&other)),
+            detail: format!("{what}: {}", described(&other)),
         },
     }
 }
 
-/// `err: source: source…`, skipping a source whose text the previous one already holds.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    clip(&out)
-}
-
-fn clip(s: &str) -> String {
-    if s.chars().count() <= MAX_MESSAGE {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX_MESSAGE).collect();
-        out.push('…');
-        out
-    }
+/// An error and its sources on one line, at most [`MAX_MESSAGE`] bytes.
+fn described(err: &dyn std::error::Error) -> String {
+    truncate(&error_chain(err), MAX_MESSAGE)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -582,7 +563,7 @@ impl<T> Fetched<T> {
         let keep = if value.is_some() { ttl } else { negative_ttl };
         Fetched {
             value,
-            expires: crate::cache::instant_after(keep),
+            expires: instant_after(keep),
         }
     }
 }
@@ -718,7 +699,7 @@ async fn watch_nodes(client: kube::Client, nodes: Arc<RwLock<NodeMap>>) {
                 }
             }
             Err(e) => {
-                let text = error_chain(&e);
+                let text = described(&e);
                 if failing {
                     tracing::debug!(error = %text, "Node watch still failing");
                 } else {
@@ -859,7 +840,7 @@ impl KubeCluster {
                 Ok(Err(e)) => {
                     return Err(format!(
                         "no Kubernetes client configuration: {}",
-                        error_chain(&e)
+                        described(&e)
                     ))
                 }
                 Err(_) => {
@@ -874,7 +855,7 @@ impl KubeCluster {
         let client = kube::Client::try_from(config).map_err(|e| {
             format!(
                 "cannot build a Kubernetes client for {url}: {}",
-                error_chain(&e)
+                described(&e)
             )
         })?;
         let what = format!("GET {url} /version");

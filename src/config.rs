@@ -11,10 +11,11 @@ use serde::{Deserialize, Deserializer};
 
 use crate::admission::{OwnedPods, Settings};
 use crate::cache::CacheConfig;
-use crate::cli::{parse_duration, RegistryArgs};
+use crate::cli::RegistryArgs;
 use crate::listener::Limits;
 use crate::policy::{Action, Actions, Mode};
 use crate::registry::{hosts::validate_globs, FindingClass, RegistryConfig};
+use crate::text::parse_duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
 pub enum LogFormat {

@@ -76,20 +76,13 @@ impl Credential {
 }
 
 fn fingerprint(username: &str, password: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256::new();
     hasher.update(process_salt());
     hasher.update((username.len() as u64).to_le_bytes());
     hasher.update(username.as_bytes());
     hasher.update((password.len() as u64).to_le_bytes());
     hasher.update(password.as_bytes());
-    let digest = hasher.finalize();
-    let mut hex = String::with_capacity(32);
-    for b in digest.iter().take(16) {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    hex
+    crate::text::hex(&hasher.finalize()[..16])
 }
 
 impl fmt::Debug for Credential {

@@ -126,16 +126,8 @@ impl DiskCache {
                 }
             }
         }
-        hex(&h.finalize())
+        crate::text::hex(&h.finalize())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {

@@ -30,5 +30,6 @@ pub mod reference;
 pub mod registry;
 pub mod serve;
 pub mod server;
+pub mod text;
 pub mod tls;
 pub mod workload;

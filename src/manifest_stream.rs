@@ -423,7 +423,7 @@ fn top_documents(source: &Source, errors: &mut Vec<InputError>) -> Vec<TopDocume
                 errors.push(InputError {
                     file: source.name.to_string(),
                     line: Some(e.line()),
-                    message: crate::policy::truncate(
+                    message: crate::text::truncate(
                         &format!("invalid JSON: {e}"),
                         crate::manifests::MESSAGE_LIMIT,
                     ),
@@ -483,7 +483,7 @@ fn json_error(source: &Source, top: &TopDocument, e: &serde_json::Error) -> Inpu
     InputError {
         file: source.name.to_string(),
         line: Some(line),
-        message: crate::policy::truncate(
+        message: crate::text::truncate(
             &format!("invalid JSON: {}", strip_location(&e.to_string())),
             crate::manifests::MESSAGE_LIMIT,
         ),
@@ -541,7 +541,7 @@ pub fn yaml_message(e: &serde_saphyr::Error) -> String {
         },
         _ => format!("invalid YAML: {}", strip_location(&e.to_string())),
     };
-    crate::policy::truncate(&message, crate::manifests::MESSAGE_LIMIT)
+    crate::text::truncate(&message, crate::manifests::MESSAGE_LIMIT)
 }
 
 fn yaml_error(source: &Source, top: &TopDocument, e: &serde_saphyr::Error) -> InputError {

@@ -174,7 +174,7 @@ pub fn load_cluster(
                 Err(message) => problems.push(InputError {
                     file: doc.file.to_string(),
                     line: Some(doc.line),
-                    message: crate::policy::truncate(
+                    message: crate::text::truncate(
                         &format!("Secret {}/{}: {message}", quote(ns), quote(&name)),
                         MESSAGE_LIMIT,
                     ),
@@ -195,7 +195,7 @@ pub fn load_cluster(
 
 /// A name or key from the input, as quoted in a message.
 fn quote(s: &str) -> std::borrow::Cow<'_, str> {
-    crate::policy::clip(s, crate::policy::QUOTE_LIMIT)
+    crate::text::clip(s, crate::text::QUOTE_LIMIT)
 }
 
 /// A Secret manifest as the API server would store it: `data` base64, `stringData` merged

@@ -4,7 +4,7 @@
 //! registry serves: image indexes / manifest lists, image manifests and image config blobs.
 //!
 //! Pure code over bytes and strings: no I/O. Nothing here panics on any input, and error
-//! messages echo at most [`MAX_ECHO`] characters of what they were given.
+//! messages echo at most [`MAX_ECHO`] bytes of what they were given.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -54,7 +54,7 @@ impl Platform {
     /// normalized: call [`Platform::normalize`].
     pub fn parse(s: &str) -> Result<Platform, PlatformError> {
         let invalid = |reason: &str| PlatformError::InvalidPlatform {
-            input: clip(s),
+            input: clip_echo(s),
             reason: reason.to_owned(),
         };
         let trimmed = s.trim();
@@ -357,14 +357,11 @@ pub enum PlatformError {
     ConfigNoPlatform,
 }
 
-/// How many characters of any input an error message repeats.
+/// How many bytes of any input an error message repeats.
 pub const MAX_ECHO: usize = 200;
 
-fn clip(s: &str) -> String {
-    match s.char_indices().nth(MAX_ECHO) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
+fn clip_echo(s: &str) -> String {
+    crate::text::truncate(s, MAX_ECHO)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -464,7 +461,7 @@ pub fn parse_manifest(
     body: &[u8],
 ) -> Result<ManifestKind, PlatformError> {
     let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| PlatformError::ManifestJson(clip(&e.to_string())))?;
+        .map_err(|e| PlatformError::ManifestJson(clip_echo(&e.to_string())))?;
     let Value::Object(obj) = &doc else {
         return Err(PlatformError::ManifestJson(
             "expected a JSON object".to_owned(),
@@ -497,13 +494,15 @@ pub fn parse_manifest(
             (header_class, content_type.unwrap_or_default())
         }
         (MediaClass::Other, _) => {
-            return Err(PlatformError::UnsupportedMediaType(clip(
+            return Err(PlatformError::UnsupportedMediaType(clip_echo(
                 content_type.unwrap_or_default(),
             )))
         }
         (_, MediaClass::Index | MediaClass::Image) => (body_class, body_media_type),
         (_, MediaClass::Other) => {
-            return Err(PlatformError::UnsupportedMediaType(clip(body_media_type)))
+            return Err(PlatformError::UnsupportedMediaType(clip_echo(
+                body_media_type,
+            )))
         }
         _ => match (has_manifests, has_config) {
             (true, false) => (MediaClass::Index, ""),
@@ -519,7 +518,7 @@ pub fn parse_manifest(
         Some(_) => true,
     };
     let mismatch = |found: &str| PlatformError::MediaTypeMismatch {
-        declared: clip(declared),
+        declared: clip_echo(declared),
         found: found.to_owned(),
     };
     if class == MediaClass::Image && (non_empty("manifests") || body_class == MediaClass::Index) {
@@ -531,7 +530,7 @@ pub fn parse_manifest(
         return Err(mismatch("an image manifest"));
     }
 
-    let invalid = |e: serde_json::Error| PlatformError::InvalidManifest(clip(&e.to_string()));
+    let invalid = |e: serde_json::Error| PlatformError::InvalidManifest(clip_echo(&e.to_string()));
     if class == MediaClass::Index {
         let index: RawIndex = serde_json::from_value(doc).map_err(invalid)?;
         return Ok(ManifestKind::Index {
@@ -592,7 +591,7 @@ fn validate_digest(digest: &str) -> Result<(), PlatformError> {
     let bad = |why: &str| {
         Err(PlatformError::InvalidManifest(format!(
             "config digest {:?} {why}",
-            clip(digest)
+            clip_echo(digest)
         )))
     };
     if digest.is_empty() {
@@ -635,7 +634,7 @@ fn validate_digest(digest: &str) -> Result<(), PlatformError> {
 /// The platform in an image config blob: top-level `os`, `architecture`, `variant` and
 /// `os.version` (other fields are ignored). Missing or empty os/architecture is an error.
 pub fn platform_from_config(body: &[u8]) -> Result<Platform, PlatformError> {
-    let json_err = |e: serde_json::Error| PlatformError::ConfigJson(clip(&e.to_string()));
+    let json_err = |e: serde_json::Error| PlatformError::ConfigJson(clip_echo(&e.to_string()));
     let doc: Value = serde_json::from_slice(body).map_err(json_err)?;
     if !doc.is_object() {
         // serde would also accept a JSON array as a struct.

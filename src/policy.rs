@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::Finding;
 use crate::registry::FindingClass;
+use crate::text::{clip, truncate, QUOTE_LIMIT};
 
 /// How a namespace is treated.
 #[derive(
@@ -165,30 +166,6 @@ pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]
         msg
     });
     Decision { deny, warnings }
-}
-
-/// Longest user input quoted in a message (an image string can be megabytes long).
-pub const QUOTE_LIMIT: usize = 256;
-
-/// `s` when short, else its first `limit` bytes and `…`.
-pub fn clip(s: &str, limit: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= limit {
-        std::borrow::Cow::Borrowed(s)
-    } else {
-        std::borrow::Cow::Owned(truncate(s, limit))
-    }
-}
-
-/// Cuts `s` to at most `limit` bytes on a character boundary, marking the cut with `…`.
-pub fn truncate(s: &str, limit: usize) -> String {
-    if s.len() <= limit {
-        return s.to_string();
-    }
-    let mut end = limit.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

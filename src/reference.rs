@@ -23,7 +23,12 @@ const DEFAULT_TAG: &str = "latest";
 const NAME_TOTAL_LENGTH_MAX: usize = 255;
 const TAG_LENGTH_MAX: usize = 128;
 /// Longest piece of input quoted in an error message, in characters.
+/// Most bytes of the input an error repeats.
 const EXCERPT_MAX: usize = 80;
+
+fn excerpt(s: &str) -> String {
+    crate::text::truncate(s, EXCERPT_MAX)
+}
 
 /// A parsed and normalized image reference (distribution's `Named`, possibly tagged and/or
 /// digested).
@@ -540,13 +545,6 @@ fn has_uppercase(s: &str) -> bool {
 
 fn go_to_lower(s: &str) -> String {
     s.chars().map(go_lower).collect()
-}
-
-fn excerpt(s: &str) -> String {
-    match s.char_indices().nth(EXCERPT_MAX) {
-        Some((cut, _)) => format!("{}...", s.get(..cut).unwrap_or_default()),
-        None => s.to_owned(),
-    }
 }
 
 /// Characters that may appear somewhere in a valid reference.

@@ -17,10 +17,10 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::admission::Webhook;
-use crate::cli::parse_duration;
 use crate::config::Deadline;
 use crate::metrics::{AdmissionLabels, Metrics};
-use crate::policy::{truncate, Mode, WARNING_LIMIT};
+use crate::policy::{Mode, WARNING_LIMIT};
+use crate::text::{human_duration, parse_duration, truncate};
 use crate::workload::WorkloadKind;
 
 /// Shared state of the handlers.
@@ -160,7 +160,7 @@ async fn receive(state: Arc<AppState>, mode: Option<Mode>, request: Request) -> 
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "review body not received within {}\n",
-                    crate::registry::error::human_duration(budget)
+                    human_duration(budget)
                 ),
             )
                 .into_response()

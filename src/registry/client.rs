@@ -739,26 +739,16 @@ pub fn digest_matches(digest: &str, body: &[u8]) -> bool {
         return false;
     };
     let computed = match algorithm {
-        "sha256" => hex_string(&sha2::Sha256::digest(body)),
-        "sha384" => hex_string(&sha2::Sha384::digest(body)),
-        "sha512" => hex_string(&sha2::Sha512::digest(body)),
+        "sha256" => crate::text::hex(&sha2::Sha256::digest(body)),
+        "sha384" => crate::text::hex(&sha2::Sha384::digest(body)),
+        "sha512" => crate::text::hex(&sha2::Sha512::digest(body)),
         _ => return false,
     };
     computed == hex
 }
 
 pub fn sha256_digest(body: &[u8]) -> String {
-    format!("sha256:{}", hex_string(&sha2::Sha256::digest(body)))
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    format!("sha256:{}", crate::text::hex(&sha2::Sha256::digest(body)))
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::human_duration;
+
 /// The class of a finding: what the policy decides on (deny, warn, audit) and what
 /// `pullcheck check --format json` prints as `verdict`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -282,42 +284,10 @@ fn retry_suffix(retry_after: Option<Duration>) -> String {
     }
 }
 
-/// "1.5s", "250ms", "3m20s": short, for messages.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        let s = d.as_secs_f64();
-        if (s - s.round()).abs() < 0.05 {
-            format!("{}s", s.round() as u64)
-        } else {
-            format!("{s:.1}s")
-        }
-    } else {
-        let s = d.as_secs();
-        if s.is_multiple_of(60) {
-            format!("{}m", s / 60)
-        } else {
-            format!("{}m{}s", s / 60, s % 60)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
-
-    #[rstest]
-    #[case(Duration::from_millis(250), "250ms")]
-    #[case(Duration::from_secs(3), "3s")]
-    #[case(Duration::from_millis(1500), "1.5s")]
-    #[case(Duration::from_secs(200), "3m20s")]
-    #[case(Duration::from_secs(120), "2m")]
-    fn human_durations(#[case] d: Duration, #[case] want: &str) {
-        assert_eq!(human_duration(d), want);
-    }
 
     #[test]
     fn class_names_round_trip() {

@@ -207,7 +207,7 @@ impl Distribution {
                 .config
                 .plain_http_globs
                 .iter()
-                .any(|g| http::glob_match(g, &domain.to_ascii_lowercase()));
+                .any(|g| crate::text::glob_match(g, &domain.to_ascii_lowercase()));
         let pooled = self.shared.hosts.track(host);
         RegistryClient::new(
             host,

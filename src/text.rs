@@ -1,0 +1,236 @@
+//! Words and numbers as pullcheck reads and writes them, in one place: the one clipper for
+//! anything echoed from input (cut on a character boundary, marked with one `…`), host
+//! globs, durations (`10s` in, `1.5s` out), hex, and an error with its sources on one line.
+//!
+//! A leaf: it imports nothing of the crate, and every layer may use it.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+/// Longest user input quoted in a message (an image string can be megabytes long).
+pub const QUOTE_LIMIT: usize = 256;
+
+/// The mark of a cut.
+pub const ELLIPSIS: char = '…';
+
+/// `s` when it fits in `limit` bytes, else its longest prefix (on a character boundary)
+/// that fits together with `…`. The result is never longer than `limit` bytes.
+pub fn clip(s: &str, limit: usize) -> Cow<'_, str> {
+    if s.len() <= limit {
+        return Cow::Borrowed(s);
+    }
+    let mut end = limit.saturating_sub(ELLIPSIS.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + ELLIPSIS.len_utf8());
+    out.push_str(&s[..end]);
+    out.push(ELLIPSIS);
+    Cow::Owned(out)
+}
+
+/// [`clip`], owned.
+pub fn truncate(s: &str, limit: usize) -> String {
+    clip(s, limit).into_owned()
+}
+
+/// Case-insensitive glob with `*` only (host names and namespaces have no other wildcard
+/// in practice); `pattern` is lowercased, `text` is compared as given.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// "500ms", "10s", "2m", "1h", or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// "1.5s", "250ms", "3m20s": short, for messages.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = d.as_secs_f64();
+        if (s - s.round()).abs() < 0.05 {
+            format!("{}s", s.round() as u64)
+        } else {
+            format!("{s:.1}s")
+        }
+    } else {
+        let s = d.as_secs();
+        if s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}m{}s", s / 60, s % 60)
+        }
+    }
+}
+
+/// `ttl` from now; a TTL too long for the clock counts as a century.
+pub fn instant_after(ttl: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(ttl)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// `err: source: source…` on one line, skipping a source whose text is already said.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("short", 10, "short")]
+    #[case("exactly10!", 10, "exactly10!")]
+    #[case("abcdefghijk", 10, "abcdefg…")]
+    #[case("ééééé", 8, "éé…")]
+    #[case("abc", 0, "…")]
+    fn clips_fit_the_limit_on_a_character_boundary(
+        #[case] s: &str,
+        #[case] limit: usize,
+        #[case] want: &str,
+    ) {
+        assert_eq!(clip(s, limit), want);
+        assert!(want.len() <= limit.max(ELLIPSIS.len_utf8()));
+        assert!(matches!(clip("kept", 4), Cow::Borrowed(_)));
+    }
+
+    #[rstest]
+    #[case("*.example.com", "a.example.com", true)]
+    #[case("*.example.com", "example.com", false)]
+    #[case("*.example.com", "a.b.example.com", true)]
+    #[case("registry.example.com", "REGISTRY.example.com", true)]
+    #[case("*", "anything", true)]
+    #[case("ghcr.io", "ghcr.io.evil.com", false)]
+    fn globs(#[case] pattern: &str, #[case] host: &str, #[case] want: bool) {
+        assert_eq!(glob_match(pattern, &host.to_ascii_lowercase()), want);
+    }
+
+    #[rstest]
+    #[case("500ms", Some(500))]
+    #[case("10s", Some(10_000))]
+    #[case("2m", Some(120_000))]
+    #[case("3", Some(3000))]
+    #[case("1.5s", Some(1500))]
+    #[case("x", None)]
+    #[case("10d", None)]
+    #[case("", None)]
+    fn durations(#[case] s: &str, #[case] ms: Option<u128>) {
+        assert_eq!(parse_duration(s).ok().map(|d| d.as_millis()), ms);
+    }
+
+    #[rstest]
+    #[case(Duration::from_millis(250), "250ms")]
+    #[case(Duration::from_secs(3), "3s")]
+    #[case(Duration::from_millis(1500), "1.5s")]
+    #[case(Duration::from_secs(200), "3m20s")]
+    #[case(Duration::from_secs(120), "2m")]
+    fn human_durations(#[case] d: Duration, #[case] want: &str) {
+        assert_eq!(human_duration(d), want);
+    }
+
+    #[test]
+    fn any_ttl_gives_an_instant() {
+        assert!(instant_after(Duration::MAX) > Instant::now());
+        let soon = instant_after(Duration::from_secs(1));
+        assert!(soon > Instant::now() && soon <= Instant::now() + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn error_chains_skip_what_was_said() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "request failed: connection refused",
+            Some(Box::new(E(
+                "connection refused",
+                Some(Box::new(E("os error 111", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "request failed: connection refused: os error 111"
+        );
+    }
+}
