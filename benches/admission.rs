@@ -1161,8 +1161,8 @@ struct Double;
 impl pullcheck::registry::Registry for Double {
     async fn resolve(
         &self,
-        image: &pullcheck::reference::ImageRef,
-        _: Option<&pullcheck::credentials::Credential>,
+        image: &pullcheck::kubelet::reference::ImageRef,
+        _: Option<&pullcheck::kubelet::credentials::Credential>,
     ) -> Result<pullcheck::registry::Resolved, pullcheck::registry::RegistryError> {
         use sha2::Digest as _;
         let hash = sha2::Sha256::digest(image.canonical().as_bytes());
@@ -1172,8 +1172,8 @@ impl pullcheck::registry::Registry for Double {
             platforms: Arc::new(pullcheck::registry::ImagePlatforms {
                 is_index: true,
                 platforms: vec![
-                    pullcheck::platform::Platform::new("linux", "amd64", None),
-                    pullcheck::platform::Platform::new("linux", "arm64", None),
+                    pullcheck::kubelet::platform::Platform::new("linux", "amd64", None),
+                    pullcheck::kubelet::platform::Platform::new("linux", "arm64", None),
                 ],
             }),
         })
@@ -1197,12 +1197,12 @@ fn memory_child(max: &str) {
         // Three credential sets, as three tenants would have.
         let creds = [
             None,
-            Some(pullcheck::credentials::Credential::new("alice", "alice-pw")),
-            Some(pullcheck::credentials::Credential::new("bob", "bob-pw")),
+            Some(pullcheck::kubelet::credentials::Credential::new("alice", "alice-pw")),
+            Some(pullcheck::kubelet::credentials::Credential::new("bob", "bob-pw")),
         ];
         // Parse first: only the cache is measured.
-        let refs: Vec<pullcheck::reference::ImageRef> = (0..LOOKUPS)
-            .map(|i| pullcheck::reference::ImageRef::parse(&format!("registry.example.com/team-{}/service-{i}:v1.{}", i % 97, i % 13)).expect("reference"))
+        let refs: Vec<pullcheck::kubelet::reference::ImageRef> = (0..LOOKUPS)
+            .map(|i| pullcheck::kubelet::reference::ImageRef::parse(&format!("registry.example.com/team-{}/service-{i}:v1.{}", i % 97, i % 13)).expect("reference"))
             .collect();
         let before = rss_kib(std::process::id());
         for (i, r) in refs.iter().enumerate() {

@@ -12,16 +12,16 @@ use tokio::time::Instant;
 
 use crate::check::{Checker, Context, Finding, ImageCheck};
 use crate::cluster::{Cluster, ClusterError, SecretData};
-use crate::credentials::{self, Keyring};
-use crate::metrics::Metrics;
-use crate::platform::Platform;
-use crate::policy::{self, Actions, Decision, Located, Mode};
-use crate::reference::ImageRef;
-use crate::registry::FindingClass;
-use crate::text::{glob_match, human_duration, truncate};
-use crate::workload::{
+use crate::kubelet::credentials::{self, Keyring};
+use crate::kubelet::platform::Platform;
+use crate::kubelet::reference::ImageRef;
+use crate::kubelet::workload::{
     self, ImageUse, PlatformConstraint, PullChange, Workload, WorkloadError, WorkloadKind,
 };
+use crate::metrics::Metrics;
+use crate::policy::{self, Actions, Decision, Located, Mode};
+use crate::registry::FindingClass;
+use crate::text::{glob_match, human_duration, truncate};
 
 /// What to do with Pods owned by a controller (their template was checked when the
 /// Deployment, Job, … was admitted).
@@ -941,7 +941,7 @@ mod tests {
     use super::*;
     use crate::cache::{CacheConfig, CachedRegistry};
     use crate::cluster::{InMemoryCluster, SecretData};
-    use crate::credentials::Credential;
+    use crate::kubelet::credentials::Credential;
     use crate::registry::{
         AuthProblem, ImagePlatforms, Registry, RegistryConfig, RegistryError, Resolved,
     };

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
-use crate::credentials::Credential;
+use crate::kubelet::credentials::Credential;
+use crate::kubelet::reference::ImageRef;
 use crate::metrics::Metrics;
-use crate::reference::ImageRef;
 use crate::registry::{Registry, RegistryError, Resolved};
 use crate::text::instant_after;
 
@@ -218,7 +218,7 @@ impl CachedRegistry {
 #[cfg(test)]
 pub(crate) mod scripted {
     use super::*;
-    use crate::platform::Platform;
+    use crate::kubelet::platform::Platform;
     use crate::registry::{ImagePlatforms, Unreachable};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};

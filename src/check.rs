@@ -10,9 +10,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::cache::{CachedRegistry, Stale};
-use crate::credentials::{Keyring, MatchedCredential};
-use crate::platform::{self, Platform};
-use crate::reference::ImageRef;
+use crate::kubelet::credentials::{Keyring, MatchedCredential};
+use crate::kubelet::platform::{self, Platform};
+use crate::kubelet::reference::ImageRef;
 use crate::registry::{
     AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved, TimeoutLimit,
 };
@@ -549,7 +549,7 @@ mod tests {
     use super::*;
     use crate::cache::scripted::{down, good, Scripted};
     use crate::cache::CacheConfig;
-    use crate::credentials::DockerConfig;
+    use crate::kubelet::credentials::DockerConfig;
     use crate::metrics::Metrics;
     use crate::registry::Registry;
     use std::sync::atomic::Ordering;
@@ -578,7 +578,7 @@ mod tests {
         let json =
             format!(r#"{{"auths":{{"r.example":{{"username":"{user}","password":"pw"}}}}}}"#);
         let config: DockerConfig =
-            crate::credentials::parse_dockerconfigjson(json.as_bytes()).expect("config");
+            crate::kubelet::credentials::parse_dockerconfigjson(json.as_bytes()).expect("config");
         let mut k = Keyring::new();
         k.add("secret/regcred", &config);
         k

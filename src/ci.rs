@@ -15,11 +15,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::admission::{Evaluation, Subject, Webhook};
+use crate::kubelet::workload::WorkloadKind;
 use crate::manifest_stream::Item;
 use crate::manifests::{Document, InputError, FIELD_LIMIT, MESSAGE_LIMIT};
 use crate::policy::{Action, Mode};
 use crate::text::clip;
-use crate::workload::WorkloadKind;
 
 /// Output formats of `check`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
@@ -130,7 +130,7 @@ async fn evaluate(run: &Run<'_>, doc: &Document) -> Evaluation {
         kind,
         namespace: doc.namespace().unwrap_or(run.default_namespace),
         name: doc.name(),
-        workload: crate::workload::decode(kind, &doc.value),
+        workload: crate::kubelet::workload::decode(kind, &doc.value),
         old: None,
         ephemeral: false,
         // Nothing ran ServiceAccount admission on manifests: apply it here.

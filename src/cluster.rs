@@ -64,17 +64,11 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use moka::future::Cache;
 
-use crate::platform::Platform;
+use crate::kubelet::credentials::{
+    DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG, SECRET_TYPE_DOCKER_CONFIG_JSON,
+};
+use crate::kubelet::platform::Platform;
 use crate::text::{clip, error_chain, instant_after, truncate};
-
-/// Secret type of a `~/.docker/config.json`-style pull secret (`.dockerconfigjson`).
-pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
-/// Secret type of a legacy `~/.dockercfg`-style pull secret (`.dockercfg`).
-pub const DOCKER_CFG_TYPE: &str = "kubernetes.io/dockercfg";
-/// Data key of a [`DOCKER_CONFIG_JSON_TYPE`] Secret.
-pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
-/// Data key of a [`DOCKER_CFG_TYPE`] Secret.
-pub const DOCKER_CFG_KEY: &str = ".dockercfg";
 
 /// Node label holding the operating system.
 pub const LABEL_OS: &str = "kubernetes.io/os";
@@ -124,7 +118,7 @@ impl SecretData {
     /// `kubernetes.io/dockerconfigjson` with `.dockerconfigjson` = the given JSON.
     pub fn dockerconfigjson(json: &str) -> Self {
         SecretData {
-            secret_type: DOCKER_CONFIG_JSON_TYPE.to_owned(),
+            secret_type: SECRET_TYPE_DOCKER_CONFIG_JSON.to_owned(),
             data: BTreeMap::from([(DOCKER_CONFIG_JSON_KEY.to_owned(), json.as_bytes().to_vec())]),
         }
     }
@@ -158,7 +152,7 @@ impl SecretData {
 }
 
 fn is_pull_secret_type(secret_type: &str) -> bool {
-    secret_type == DOCKER_CONFIG_JSON_TYPE || secret_type == DOCKER_CFG_TYPE
+    secret_type == SECRET_TYPE_DOCKER_CONFIG_JSON || secret_type == SECRET_TYPE_DOCKERCFG
 }
 
 impl From<Secret> for SecretData {
@@ -948,11 +942,11 @@ impl Cluster for KubeCluster {
             .try_get_with(ns.clone(), async move {
                 let api: Api<Secret> = Api::namespaced(client, &ns);
                 let json_lp =
-                    ListParams::default().fields(&format!("type={DOCKER_CONFIG_JSON_TYPE}"));
-                let cfg_lp = ListParams::default().fields(&format!("type={DOCKER_CFG_TYPE}"));
+                    ListParams::default().fields(&format!("type={SECRET_TYPE_DOCKER_CONFIG_JSON}"));
+                let cfg_lp = ListParams::default().fields(&format!("type={SECRET_TYPE_DOCKERCFG}"));
                 let json_what =
-                    format!("Secrets of type {DOCKER_CONFIG_JSON_TYPE} in namespace {ns}");
-                let cfg_what = format!("Secrets of type {DOCKER_CFG_TYPE} in namespace {ns}");
+                    format!("Secrets of type {SECRET_TYPE_DOCKER_CONFIG_JSON} in namespace {ns}");
+                let cfg_what = format!("Secrets of type {SECRET_TYPE_DOCKERCFG} in namespace {ns}");
                 let (json, cfg) = futures::try_join!(
                     timed(&json_what, timeout, api.list(&json_lp)),
                     timed(&cfg_what, timeout, api.list(&cfg_lp)),
@@ -1047,7 +1041,7 @@ mod tests {
 
         assert_eq!(c.secret("a", "nope").await, Ok(None));
         let s = c.secret("a", "reg").await.unwrap().unwrap();
-        assert_eq!(s.secret_type, DOCKER_CONFIG_JSON_TYPE);
+        assert_eq!(s.secret_type, SECRET_TYPE_DOCKER_CONFIG_JSON);
         let json: serde_json::Value =
             serde_json::from_slice(&s.data[DOCKER_CONFIG_JSON_KEY]).unwrap();
         assert_eq!(json["auths"]["r.example"]["auth"], "dTpw"); // base64("u:p")

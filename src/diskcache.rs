@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::credentials::Credential;
-use crate::reference::ImageRef;
+use crate::kubelet::credentials::Credential;
+use crate::kubelet::reference::ImageRef;
 use crate::registry::{ImagePlatforms, Registry, RegistryError, Resolved};
 
 const FILE: &str = "pullcheck-cache.json";
@@ -201,7 +201,7 @@ impl Registry for DiskCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::Platform;
+    use crate::kubelet::platform::Platform;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Counting(AtomicUsize);

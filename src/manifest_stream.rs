@@ -31,8 +31,8 @@ use crate::manifest_serde::{
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::input::Input;
+use crate::kubelet::workload::WorkloadKind;
 use crate::manifests::{Document, InputError, LineIndex, Source};
-use crate::workload::WorkloadKind;
 
 /// Parsed but unreported objects, by source bytes.
 pub const IN_FLIGHT_BYTES: usize = 16 << 20;

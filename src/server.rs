@@ -18,10 +18,10 @@ use tracing::Instrument;
 
 use crate::admission::Webhook;
 use crate::config::Deadline;
+use crate::kubelet::workload::WorkloadKind;
 use crate::metrics::{AdmissionLabels, Metrics};
 use crate::policy::{Mode, WARNING_LIMIT};
 use crate::text::{human_duration, parse_duration, truncate};
-use crate::workload::WorkloadKind;
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -383,8 +383,8 @@ mod tests {
     use crate::cache::{CacheConfig, CachedRegistry};
     use crate::check::Checker;
     use crate::cluster::NoCluster;
-    use crate::credentials::{Credential, Keyring};
-    use crate::reference::ImageRef;
+    use crate::kubelet::credentials::{Credential, Keyring};
+    use crate::kubelet::reference::ImageRef;
     use crate::registry::{Registry, RegistryConfig, RegistryError, Resolved};
     use axum::body::Body;
     use futures::StreamExt as _;

@@ -23,9 +23,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 
+use pullcheck::kubelet::platform::Platform;
+use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
-use pullcheck::platform::Platform;
-use pullcheck::reference::ImageRef;
 use pullcheck::registry::auth::Token;
 use pullcheck::registry::client::{Shared, ENTRY_OVERHEAD};
 use pullcheck::registry::http::{HostPolicy, TransportConfig};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pullcheck::cluster::{Cluster, ClusterError, KubeCluster, SecretData};
-use pullcheck::platform::Platform;
+use pullcheck::kubelet::platform::Platform;
 use support::apiserver::FakeApiServer;
 use tokio::time::Instant;
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use pullcheck::cache::CacheConfig;
 use pullcheck::check::{Checker, Context, ImageCheck};
-use pullcheck::credentials::{Credential, DockerConfig, DockerConfigEntry, Keyring};
+use pullcheck::kubelet::credentials::{Credential, DockerConfig, DockerConfigEntry, Keyring};
+use pullcheck::kubelet::platform::Platform;
 use pullcheck::metrics::Metrics;
-use pullcheck::platform::Platform;
 use pullcheck::registry::{FindingClass, RegistryConfig};
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
 use tokio::time::Instant;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use pullcheck::cache::CacheConfig;
 use pullcheck::check::{Checker, Context};
-use pullcheck::credentials::{Credential, Keyring};
+use pullcheck::kubelet::credentials::{Credential, Keyring};
+use pullcheck::kubelet::platform::Platform;
+use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
-use pullcheck::platform::Platform;
-use pullcheck::reference::ImageRef;
 use pullcheck::registry::{
     Distribution, FindingClass, Registry, RegistryConfig, RegistryError, Resolved,
 };

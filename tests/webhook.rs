@@ -67,7 +67,7 @@ fn fixture(name: &str, registry: &TestRegistry) -> Value {
 }
 
 fn rewrite(image: &str, host: &str) -> String {
-    let r = pullcheck::reference::ImageRef::parse(image).unwrap();
+    let r = pullcheck::kubelet::reference::ImageRef::parse(image).unwrap();
     let private = r.path().starts_with("team/") || r.path().contains("private-tool");
     let prefix = if private { "private" } else { "public" };
     let mut out = format!("{host}/{prefix}/{}", r.path());

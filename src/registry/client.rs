@@ -16,11 +16,11 @@ use super::error::{AuthProblem, RegistryError, Unreachable};
 use super::http::{read_limited, TransportConfig};
 use super::names::TrackedHosts;
 use super::redirect::{self, Answer, Outbound};
-use crate::credentials::Credential;
-use crate::metrics::Metrics;
-use crate::platform::{
+use crate::kubelet::credentials::Credential;
+use crate::kubelet::manifest::{
     MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
+use crate::metrics::Metrics;
 
 /// Accept header for manifests: what containerd 2 asks for (no schema 1).
 const MANIFEST_ACCEPT: &str = concat!(

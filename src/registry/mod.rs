@@ -21,10 +21,11 @@ use async_trait::async_trait;
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::Credential;
+use crate::kubelet::credentials::Credential;
+use crate::kubelet::manifest::{self, ManifestKind};
+use crate::kubelet::platform::Platform;
+use crate::kubelet::reference::ImageRef;
 use crate::metrics::Metrics;
-use crate::platform::{self, ManifestKind, Platform};
-use crate::reference::ImageRef;
 use client::{Head, RegistryClient, Shared, Tags, CONFIG_LIMIT};
 pub use error::{AuthProblem, FindingClass, RegistryError, TimeoutLimit, Unreachable};
 use http::{HostPolicy, HttpClients, TransportConfig};
@@ -262,7 +263,7 @@ impl Distribution {
             cause: Unreachable::InvalidResponse,
             detail,
         };
-        match platform::parse_manifest(content_type.as_deref(), &body)
+        match manifest::parse_manifest(content_type.as_deref(), &body)
             .map_err(|e| invalid(e.to_string()))?
         {
             ManifestKind::Index { platforms } => Ok(ImagePlatforms {
@@ -274,7 +275,7 @@ impl Distribution {
                     .get_blob(repository, &config_digest, CONFIG_LIMIT)
                     .await?;
                 let p =
-                    platform::platform_from_config(&config).map_err(|e| invalid(e.to_string()))?;
+                    manifest::platform_from_config(&config).map_err(|e| invalid(e.to_string()))?;
                 Ok(ImagePlatforms {
                     is_index: false,
                     platforms: vec![p],

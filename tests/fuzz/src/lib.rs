@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
-use pullcheck::credentials::{
+use pullcheck::kubelet::credentials::{
     self, DockerConfig, Keyring, DOCKERCFG_KEY, DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG,
     SECRET_TYPE_DOCKER_CONFIG_JSON,
 };
-use pullcheck::platform::{self, Platform};
-use pullcheck::reference::{self, ImageRef};
-use pullcheck::workload::{self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind};
+use pullcheck::kubelet::manifest;
+use pullcheck::kubelet::platform::{self, Platform};
+use pullcheck::kubelet::reference::{self, ImageRef};
+use pullcheck::kubelet::workload::{
+    self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind,
+};
 
 /// One harness: takes any bytes, panics on a finding.
 pub type Harness = fn(&[u8]);
@@ -310,10 +313,10 @@ fn check_workload(kind: WorkloadKind, object: &serde_json::Value, old: Option<&s
 /// Content types a registry may answer with, `None` for no header.
 const CONTENT_TYPES: &[Option<&str>] = &[
     None,
-    Some(platform::MEDIA_OCI_INDEX),
-    Some(platform::MEDIA_DOCKER_LIST),
-    Some(platform::MEDIA_OCI_MANIFEST),
-    Some(platform::MEDIA_DOCKER_MANIFEST),
+    Some(manifest::MEDIA_OCI_INDEX),
+    Some(manifest::MEDIA_DOCKER_LIST),
+    Some(manifest::MEDIA_OCI_MANIFEST),
+    Some(manifest::MEDIA_DOCKER_MANIFEST),
     Some("application/json; charset=utf-8"),
     Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
     Some("application/vnd.example.artifact"),
@@ -325,13 +328,13 @@ const CONTENT_TYPES: &[Option<&str>] = &[
 pub fn platform(data: &[u8]) {
     let mut found: Vec<Platform> = Vec::new();
     for ct in CONTENT_TYPES {
-        match platform::parse_manifest(*ct, data) {
-            Ok(platform::ManifestKind::Index { platforms }) => found.extend(platforms),
-            Ok(platform::ManifestKind::Image { .. }) => {}
+        match manifest::parse_manifest(*ct, data) {
+            Ok(manifest::ManifestKind::Index { platforms }) => found.extend(platforms),
+            Ok(manifest::ManifestKind::Image { .. }) => {}
             Err(e) => bounded("parse_manifest", &e.to_string()),
         }
     }
-    match platform::platform_from_config(data) {
+    match manifest::platform_from_config(data) {
         Ok(p) => found.push(p),
         Err(e) => bounded("platform_from_config", &e.to_string()),
     }
