@@ -1188,12 +1188,12 @@ fn memory_child(max: &str) {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let config = pullcheck::cache::CacheConfig {
+        let config = pullcheck::registry::cache::CacheConfig {
             max_results: max,
             max_stale: max,
-            ..pullcheck::cache::CacheConfig::default()
+            ..pullcheck::registry::cache::CacheConfig::default()
         };
-        let cache = pullcheck::cache::CachedRegistry::new(Arc::new(Double), &config, Arc::new(pullcheck::metrics::Metrics::default()));
+        let cache = pullcheck::registry::cache::CachedRegistry::new(Arc::new(Double), &config, Arc::new(pullcheck::metrics::Metrics::default()));
         // Three credential sets, as three tenants would have.
         let creds = [
             None,
@@ -1469,7 +1469,7 @@ impl Report {
             ));
         }
         if let Some(m) = &self.memory {
-            out.push_str("\n### Memory: results cache + last-good cache (pullcheck::cache::CachedRegistry), 100,000 distinct lookups, 3 credential sets\n\n| configuration | entries kept | RSS before | RSS after | growth | per entry |\n|---|---|---|---|---|---|\n");
+            out.push_str("\n### Memory: results cache + last-good cache (pullcheck::registry::cache::CachedRegistry), 100,000 distinct lookups, 3 credential sets\n\n| configuration | entries kept | RSS before | RSS after | growth | per entry |\n|---|---|---|---|---|---|\n");
             for (label, _, _, before, after, entries) in &m.rows {
                 let growth = after.saturating_sub(*before);
                 out.push_str(&format!(

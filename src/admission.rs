@@ -939,9 +939,9 @@ fn quote_list(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{CacheConfig, CachedRegistry};
     use crate::cluster::{InMemoryCluster, SecretData};
     use crate::kubelet::credentials::Credential;
+    use crate::registry::cache::{CacheConfig, CachedRegistry};
     use crate::registry::{
         AuthProblem, ImagePlatforms, Registry, RegistryConfig, RegistryError, Resolved,
     };

@@ -9,10 +9,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cache::{CachedRegistry, Stale};
 use crate::kubelet::credentials::{Keyring, MatchedCredential};
 use crate::kubelet::platform::{self, Platform};
 use crate::kubelet::reference::ImageRef;
+use crate::registry::cache::{CachedRegistry, Stale};
 use crate::registry::{
     AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved, TimeoutLimit,
 };
@@ -408,7 +408,7 @@ impl Checker {
         // tell that the kubelet would fail), then anything but auth (more specific).
         let pick = failures
             .iter()
-            .position(|(e, _)| !e.class().is_definite())
+            .position(|(e, _)| !e.is_definite())
             .or_else(|| failures.iter().position(|(e, _)| !e.is_auth()))
             .unwrap_or(failures.len().saturating_sub(1));
         let Some((err, stale)) = failures.into_iter().nth(pick) else {
@@ -547,10 +547,10 @@ pub fn finding_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::scripted::{down, good, Scripted};
-    use crate::cache::CacheConfig;
     use crate::kubelet::credentials::DockerConfig;
     use crate::metrics::Metrics;
+    use crate::registry::cache::scripted::{down, good, Scripted};
+    use crate::registry::cache::CacheConfig;
     use crate::registry::Registry;
     use std::sync::atomic::Ordering;
 

@@ -10,10 +10,10 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 
 use crate::admission::{OwnedPods, Settings};
-use crate::cache::CacheConfig;
 use crate::cli::RegistryArgs;
 use crate::listener::Limits;
 use crate::policy::{Action, Actions, Mode};
+use crate::registry::cache::CacheConfig;
 use crate::registry::{hosts::validate_globs, FindingClass, RegistryConfig};
 use crate::text::parse_duration;
 

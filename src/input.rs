@@ -19,7 +19,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::files::{self, kind_of, open_nonblocking, Unread};
 use crate::manifests::InputError;
+use crate::text::describe_bytes;
 
 /// Default cap on one input: a rendered chart or `kubectl get -o yaml` of a large
 /// namespace fits many times over (a 100,000-Pod List is ~58 MB), and a run stays within a
@@ -69,71 +71,13 @@ pub fn read_all(paths: &[String], stdin: &mut dyn Read, max_bytes: u64) -> Input
     reader.out
 }
 
-/// `a FIFO (named pipe)`, `a character device`, …
-pub fn kind_of(m: &Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    if t.is_file() {
-        "a regular file"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// `64 MiB (67108864 bytes)`.
-pub fn describe_bytes(n: u64) -> String {
-    let unit = |shift: u32, name: &str| {
-        (n >= 1 << shift && n.is_multiple_of(1 << shift)).then(|| format!("{} {name}", n >> shift))
-    };
-    match unit(30, "GiB")
-        .or_else(|| unit(20, "MiB"))
-        .or_else(|| unit(10, "KiB"))
-    {
-        Some(s) => format!("{s} ({n} bytes)"),
-        None => format!("{n} bytes"),
-    }
-}
-
-/// Reads a file already opened, after checking on the handle that it is a regular file of
-/// at most `max_bytes`. `name` is used in errors.
+/// [`files::read_regular`], its refusals in `check`'s words.
 pub fn read_regular(file: File, max_bytes: u64) -> Result<(Metadata, Vec<u8>), String> {
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{}, not a regular file: not read", kind_of(&meta)));
-    }
-    if meta.len() > max_bytes {
-        return Err(too_large(max_bytes));
-    }
-    // `len()` is a hint (0 for /proc files): the reader is what bounds the read.
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large(max_bytes));
-    }
-    Ok((meta, bytes))
-}
-
-/// Opens `path` for reading without blocking on a FIFO or claiming a terminal.
-pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
+    files::read_regular(file, max_bytes).map_err(|e| match e {
+        Unread::NotRegular(kind) => format!("{kind}, not a regular file: not read"),
+        Unread::TooLarge => too_large(max_bytes),
+        Unread::Io(e) => format!("cannot read: {e}"),
+    })
 }
 
 fn too_large(max_bytes: u64) -> String {
@@ -351,47 +295,7 @@ fn is_manifest_name(p: &Path) -> bool {
     )
 }
 
-/// `--max-input-bytes`: `1048576`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, `KB`…,
-/// all powers of 1024).
+/// `--max-input-bytes`: a size up to [`MAX_INPUT_BYTES_LIMIT`].
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected e.g. 64MiB, 512KiB, 1048576"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("invalid size unit in {s:?}: use KiB, MiB or GiB")),
-    };
-    let bytes = n
-        .checked_mul(1 << shift)
-        .filter(|b| (1..=MAX_INPUT_BYTES_LIMIT).contains(b))
-        .ok_or_else(|| {
-            format!(
-                "invalid size {s:?}: between 1 byte and {}",
-                describe_bytes(MAX_INPUT_BYTES_LIMIT)
-            )
-        })?;
-    Ok(bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("512k"), Ok(512 << 10));
-        assert_eq!(parse_bytes("1000"), Ok(1000));
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("5GiB").is_err(), "over the 32-bit offsets");
-        assert!(parse_bytes("12parsecs").is_err());
-        assert_eq!(describe_bytes(64 << 20), "64 MiB (67108864 bytes)");
-        assert_eq!(describe_bytes(1000), "1000 bytes");
-    }
+    crate::text::parse_bytes(s, MAX_INPUT_BYTES_LIMIT)
 }

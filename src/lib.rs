@@ -8,14 +8,13 @@
 
 pub mod admission;
 pub mod apiserver_auth;
-pub mod cache;
 pub mod certs;
 pub mod check;
 pub mod ci;
 pub mod cli;
 pub mod cluster;
 pub mod config;
-pub mod diskcache;
+pub mod files;
 pub mod input;
 pub mod kubelet;
 pub mod listener;

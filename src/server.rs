@@ -380,11 +380,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 mod tests {
     use super::*;
     use crate::admission::Settings;
-    use crate::cache::{CacheConfig, CachedRegistry};
     use crate::check::Checker;
     use crate::cluster::NoCluster;
     use crate::kubelet::credentials::{Credential, Keyring};
     use crate::kubelet::reference::ImageRef;
+    use crate::registry::cache::{CacheConfig, CachedRegistry};
     use crate::registry::{Registry, RegistryConfig, RegistryError, Resolved};
     use axum::body::Body;
     use futures::StreamExt as _;

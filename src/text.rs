@@ -1,6 +1,7 @@
 //! Words and numbers as pullcheck reads and writes them, in one place: the one clipper for
 //! anything echoed from input (cut on a character boundary, marked with one `…`), host
-//! globs, durations (`10s` in, `1.5s` out), hex, and an error with its sources on one line.
+//! globs, durations (`10s` in, `1.5s` out), sizes (`64MiB` in, `64 MiB (67108864 bytes)`
+//! out), hex, and an error with its sources on one line.
 //!
 //! A leaf: it imports nothing of the crate, and every layer may use it.
 
@@ -105,6 +106,46 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// `64 MiB (67108864 bytes)`.
+pub fn describe_bytes(n: u64) -> String {
+    let unit = |shift: u32, name: &str| {
+        (n >= 1 << shift && n.is_multiple_of(1 << shift)).then(|| format!("{} {name}", n >> shift))
+    };
+    match unit(30, "GiB")
+        .or_else(|| unit(20, "MiB"))
+        .or_else(|| unit(10, "KiB"))
+    {
+        Some(s) => format!("{s} ({n} bytes)"),
+        None => format!("{n} bytes"),
+    }
+}
+
+/// A size: `1048576`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, `KB`…, all powers of
+/// 1024), between 1 byte and `max`.
+pub fn parse_bytes(s: &str, max: u64) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 64MiB, 512KiB, 1048576"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("invalid size unit in {s:?}: use KiB, MiB or GiB")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|b| (1..=max).contains(b))
+        .ok_or_else(|| {
+            format!(
+                "invalid size {s:?}: between 1 byte and {}",
+                describe_bytes(max)
+            )
+        })
+}
+
 /// `ttl` from now; a TTL too long for the clock counts as a century.
 pub fn instant_after(ttl: Duration) -> Instant {
     let now = Instant::now();
@@ -192,6 +233,19 @@ mod tests {
     #[case(Duration::from_secs(120), "2m")]
     fn human_durations(#[case] d: Duration, #[case] want: &str) {
         assert_eq!(human_duration(d), want);
+    }
+
+    #[test]
+    fn sizes() {
+        let max = u64::from(u32::MAX);
+        assert_eq!(parse_bytes("64MiB", max), Ok(64 << 20));
+        assert_eq!(parse_bytes("512k", max), Ok(512 << 10));
+        assert_eq!(parse_bytes("1000", max), Ok(1000));
+        assert!(parse_bytes("0", max).is_err());
+        assert!(parse_bytes("5GiB", max).is_err(), "over the limit");
+        assert!(parse_bytes("12parsecs", max).is_err());
+        assert_eq!(describe_bytes(64 << 20), "64 MiB (67108864 bytes)");
+        assert_eq!(describe_bytes(1000), "1000 bytes");
     }
 
     #[test]

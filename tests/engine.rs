@@ -6,11 +6,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pullcheck::cache::CacheConfig;
 use pullcheck::check::{Checker, Context, ImageCheck};
 use pullcheck::kubelet::credentials::{Credential, DockerConfig, DockerConfigEntry, Keyring};
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::metrics::Metrics;
+use pullcheck::registry::cache::CacheConfig;
 use pullcheck::registry::{FindingClass, RegistryConfig};
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
 use tokio::time::Instant;

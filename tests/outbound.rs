@@ -14,12 +14,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pullcheck::cache::CacheConfig;
 use pullcheck::check::{Checker, Context};
 use pullcheck::kubelet::credentials::{Credential, Keyring};
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
+use pullcheck::registry::cache::CacheConfig;
 use pullcheck::registry::{
     Distribution, FindingClass, Registry, RegistryConfig, RegistryError, Resolved,
 };

@@ -3,7 +3,7 @@
 //! token to another. The HTTP connection pool underneath is shared (it holds no auth).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, StatusCode};
@@ -16,6 +16,7 @@ use super::error::{AuthProblem, RegistryError, Unreachable};
 use super::http::{read_limited, TransportConfig};
 use super::names::TrackedHosts;
 use super::redirect::{self, Answer, Outbound};
+use super::token::{Auth, TokenExpiry};
 use crate::kubelet::credentials::Credential;
 use crate::kubelet::manifest::{
     MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
@@ -40,7 +41,7 @@ const _: [&str; 4] = [
 pub const MANIFEST_LIMIT: usize = 4 << 20;
 /// Image configs are small JSON documents; 8 MiB is generous.
 pub const CONFIG_LIMIT: usize = 8 << 20;
-const TOKEN_LIMIT: usize = 1 << 20;
+pub(super) const TOKEN_LIMIT: usize = 1 << 20;
 const TAGS_PAGE_SIZE: usize = 1000;
 
 /// State shared by every client of the process. Clients themselves are built per
@@ -100,19 +101,6 @@ impl Shared {
         }
     }
 }
-
-/// How a request was authorized; decides what a 401 means.
-#[derive(Clone, Debug)]
-enum Auth {
-    None,
-    Basic,
-    /// Bearer token; `fresh` when fetched for this request (a cached one may have been revoked).
-    Bearer {
-        token: String,
-        fresh: bool,
-    },
-}
-
 /// What a HEAD on a manifest found.
 pub enum Head {
     Found {
@@ -127,26 +115,17 @@ pub enum Tags {
     Missing,
     Listed(Vec<String>),
 }
-
-struct TokenExpiry;
-
-impl moka::Expiry<String, Token> for TokenExpiry {
-    fn expire_after_create(&self, _: &String, token: &Token, _: Instant) -> Option<Duration> {
-        Some(token.lifetime)
-    }
-}
-
 /// The distribution API of one registry with one credential set (or none). Cheap to
 /// build: its tokens live in [`Shared::tokens`] under [`Self::token_key`].
 pub struct RegistryClient {
     /// host[:port] contacted for the API (`registry-1.docker.io` for Docker Hub).
-    api_host: String,
-    base: Url,
-    http: reqwest::Client,
-    credential: Option<Credential>,
+    pub(super) api_host: String,
+    pub(super) base: Url,
+    pub(super) http: reqwest::Client,
+    pub(super) credential: Option<Credential>,
     /// `<base URL>\n<credential identity>\n`: the prefix of this client's token keys.
-    token_prefix: String,
-    shared: Arc<Shared>,
+    pub(super) token_prefix: String,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl RegistryClient {
@@ -178,19 +157,19 @@ impl RegistryClient {
         })
     }
 
-    fn token_key(&self, scope: &str) -> String {
+    pub(super) fn token_key(&self, scope: &str) -> String {
         let mut key = String::with_capacity(self.token_prefix.len() + scope.len());
         key.push_str(&self.token_prefix);
         key.push_str(scope);
         key
     }
 
-    fn transport(&self) -> &TransportConfig {
+    pub(super) fn transport(&self) -> &TransportConfig {
         &self.shared.transport
     }
 
     /// A request of this client, its redirects followed by [`redirect`]'s rules.
-    fn outbound(
+    pub(super) fn outbound(
         &self,
         method: Method,
         url: Url,
@@ -207,191 +186,26 @@ impl RegistryClient {
         }
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         let mut url = self.base.clone();
         url.set_path(path);
         url
     }
 
-    fn count(&self, host: &str, request: &'static str, outcome: &'static str) {
+    pub(super) fn count(&self, host: &str, request: &'static str, outcome: &'static str) {
         let label = self.shared.hosts.label(host);
         self.shared
             .metrics
             .registry_request(label, request, outcome);
     }
 
-    fn outcome_of(err: &RegistryError) -> &'static str {
+    pub(super) fn outcome_of(err: &RegistryError) -> &'static str {
         match err {
             RegistryError::Timeout { .. } => "timeout",
             RegistryError::Blocked { .. } => "blocked",
             _ => "unreachable",
         }
     }
-
-    /// The `/v2/` challenge of this registry, cached per host.
-    async fn challenge(&self) -> Result<Challenge, RegistryError> {
-        let key = self.base.as_str().to_string();
-        self.shared
-            .challenges
-            .try_get_with(key, self.ping())
-            .await
-            .map_err(|e| (*e).clone())
-    }
-
-    async fn ping(&self) -> Result<Challenge, RegistryError> {
-        let url = self.url("/v2/");
-        let answer = self
-            .outbound(Method::GET, url, None, None)
-            .send()
-            .await
-            .inspect_err(|err| self.count(&self.api_host, "ping", Self::outcome_of(err)))?;
-        let resp = &answer.response;
-        let status = resp.status();
-        self.count(&self.api_host, "ping", status_label(status));
-        if status.is_success() {
-            return Ok(Challenge::None);
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            let header = resp
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|h| h.to_str().ok());
-            return auth::challenge_from_header(header).ok_or_else(|| RegistryError::Unavailable {
-                host: self.api_host.clone(),
-                cause: Unreachable::InvalidResponse,
-                detail: "401 without a Basic or Bearer challenge".into(),
-            });
-        }
-        Err(answer.blame(self.status_error(status, resp.headers(), "", &Auth::None)))
-    }
-
-    async fn authorization(&self, repository: &str) -> Result<Auth, RegistryError> {
-        match self.challenge().await? {
-            Challenge::None => Ok(Auth::None),
-            Challenge::Basic => Ok(if self.credential.is_some() {
-                Auth::Basic
-            } else {
-                Auth::None
-            }),
-            Challenge::Bearer { realm, service } => {
-                let scope = format!("repository:{repository}:pull");
-                let entry = self
-                    .shared
-                    .tokens
-                    .entry(self.token_key(&scope))
-                    .or_try_insert_with(self.fetch_token(&realm, service.as_deref(), &scope))
-                    .await
-                    .map_err(|e| (*e).clone())?;
-                Ok(Auth::Bearer {
-                    fresh: entry.is_fresh(),
-                    token: entry.into_value().value,
-                })
-            }
-        }
-    }
-
-    async fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-    ) -> Result<Token, RegistryError> {
-        let invalid = |detail: String| RegistryError::Unavailable {
-            host: self.api_host.clone(),
-            cause: Unreachable::InvalidResponse,
-            detail,
-        };
-        let mut url = Url::parse(realm)
-            .map_err(|e| invalid(format!("token realm {realm:?} is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(invalid(format!("token realm {realm:?} is not http(s)")));
-        }
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("scope", scope);
-            if let Some(s) = service {
-                q.append_pair("service", s);
-            }
-        }
-        let realm_host = host_port(&url);
-        // The pull secret's password goes to the realm's origin only, never down a
-        // redirect to another one.
-        let authorization = self
-            .credential
-            .as_ref()
-            .map(|c| redirect::basic(c.username(), c.password()));
-        let answer = self
-            .outbound(Method::GET, url, None, authorization)
-            .send()
-            .await
-            .map_err(|err| {
-                self.count(&realm_host, "token", Self::outcome_of(&err));
-                self.token_service_error(err)
-            })?;
-        let status = answer.response.status();
-        self.count(&realm_host, "token", status_label(status));
-        let Answer {
-            response: resp,
-            host: answered_by,
-            redirected_from,
-        } = answer;
-        match status {
-            s if s.is_success() => {
-                let body = read_limited(resp, TOKEN_LIMIT, &answered_by, self.transport())
-                    .await
-                    .map_err(|e| self.token_service_error(e))?;
-                auth::decode_token(&body).map_err(|detail| {
-                    self.token_service_error(RegistryError::Unavailable {
-                        host: answered_by.clone(),
-                        cause: Unreachable::InvalidResponse,
-                        detail,
-                    })
-                })
-            }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(RegistryError::Unauthorized {
-                registry: self.api_host.clone(),
-                repository: scope_repository(scope).to_string(),
-                problem: if self.credential.is_some() {
-                    AuthProblem::CredentialsRefused
-                } else {
-                    AuthProblem::NoCredentials
-                },
-            }),
-            StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
-                registry: realm_host,
-                retry_after: retry_after(resp.headers()),
-            }),
-            s => Err(self.token_service_error(RegistryError::Unavailable {
-                host: answered_by,
-                cause: Unreachable::Status(s.as_u16()),
-                detail: redirected_from
-                    .map(|from| format!("redirected there by {from}"))
-                    .unwrap_or_default(),
-            })),
-        }
-    }
-
-    /// Says that a failure was the token service's: the host it names is the realm's, which
-    /// users may not recognize as their registry's authentication.
-    fn token_service_error(&self, err: RegistryError) -> RegistryError {
-        match err {
-            RegistryError::Unavailable {
-                host,
-                cause,
-                detail,
-            } => RegistryError::Unavailable {
-                host,
-                cause,
-                detail: if detail.is_empty() {
-                    format!("token service of {}", self.api_host)
-                } else {
-                    format!("token service of {}: {detail}", self.api_host)
-                },
-            },
-            other => other,
-        }
-    }
-
     /// Sends an authorized request; retries once with a new token when a cached one is
     /// refused (tokens can be revoked before they expire).
     async fn send(
@@ -437,7 +251,7 @@ impl RegistryClient {
     }
 
     /// Maps a non-success status to its class.
-    fn status_error(
+    pub(super) fn status_error(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
@@ -665,7 +479,7 @@ impl RegistryClient {
 
 /// The `outcome` label of an HTTP status: the statuses registries really send by number,
 /// any other by its class, so a registry inventing statuses cannot add series.
-fn status_label(status: StatusCode) -> &'static str {
+pub(super) fn status_label(status: StatusCode) -> &'static str {
     const KNOWN: [&str; 28] = [
         "200", "201", "202", "204", "206", "301", "302", "303", "304", "307", "308", "400", "401",
         "403", "404", "405", "406", "408", "409", "410", "413", "416", "429", "500", "501", "502",
@@ -700,14 +514,6 @@ pub fn host_port(url: &Url) -> String {
         _ => String::new(),
     }
 }
-
-fn scope_repository(scope: &str) -> &str {
-    scope
-        .strip_prefix("repository:")
-        .and_then(|s| s.rsplit_once(':'))
-        .map_or(scope, |(repo, _)| repo)
-}
-
 /// `Retry-After`: seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -800,10 +606,5 @@ mod tests {
             .map(|c| status_label(StatusCode::from_u16(c).unwrap()))
             .collect();
         assert!(all.len() <= 34, "{} labels", all.len());
-    }
-
-    #[test]
-    fn scope_repository_strips_actions() {
-        assert_eq!(scope_repository("repository:a/b:pull"), "a/b");
     }
 }

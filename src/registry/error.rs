@@ -205,6 +205,19 @@ impl RegistryError {
         }
     }
 
+    /// Whether this is the registry's answer (not found, unauthorized, denied), which
+    /// retrying will not change; a transient failure (rate limited, unavailable, timeout,
+    /// blocked) says nothing about whether the kubelet could pull.
+    pub fn is_definite(&self) -> bool {
+        !matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Unavailable { .. }
+                | Self::Timeout { .. }
+                | Self::Blocked { .. }
+        )
+    }
+
     /// Whether retrying with other credentials could change the answer (kubelet tries every
     /// matching credential in turn; the first that works wins).
     pub fn is_auth(&self) -> bool {

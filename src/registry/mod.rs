@@ -2,16 +2,28 @@
 //! is its digest, and which platforms does it carry.
 //!
 //! [`Registry`] is the seam: [`Distribution`] speaks the distribution API over HTTP (one
-//! [`client::RegistryClient`] per registry and credential set), tests use doubles.
+//! [`client::RegistryClient`] per registry and credential set: `auth` and `token` for its
+//! authorization, `redirect` for the redirects it follows, `http` for transport and the
+//! outbound host policy, `hosts` and `names` for which hosts it may contact and track,
+//! `tags` for suggestions), tests use doubles. In front of it: [`cache::CachedRegistry`]
+//! (results in memory, coalesced, with the last good answer) and, for CI,
+//! [`disk::DiskCache`] (good results on disk between runs). [`error::RegistryError`] says
+//! what went wrong, naming the host; the engine turns it into a finding.
+//!
+//! Depends on: [`crate::kubelet`] (references, credentials, manifest formats, platforms),
+//! [`crate::metrics`], [`crate::text`], [`crate::files`]. Never on `cluster` or anything above.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
+pub mod disk;
 pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod names;
 pub mod redirect;
 pub mod tags;
+mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;

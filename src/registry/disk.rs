@@ -28,14 +28,6 @@ const MAX_RESULTS: usize = 100_000;
 /// Largest cache file read (100,000 results and their platforms fit many times over).
 const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// A regular file of at most `max` bytes; anything else (missing, a FIFO, a device, too
-/// large) is `None`. The cache directory may be restored from a CI cache: never block on
-/// it or read it without bound.
-fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
-    let file = crate::input::open_nonblocking(path).ok()?;
-    crate::input::read_regular(file, max).ok().map(|(_, b)| b)
-}
-
 #[derive(Default, Serialize, Deserialize)]
 struct State {
     version: u32,
@@ -67,7 +59,7 @@ impl DiskCache {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
         let secret = load_or_create_key(&dir.join(KEY_FILE))?;
-        let state = read_small(&dir.join(FILE), MAX_FILE_BYTES)
+        let state = crate::files::read_small(&dir.join(FILE), MAX_FILE_BYTES)
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
             .filter(|s| s.version == VERSION)
             .unwrap_or_default();
@@ -131,7 +123,7 @@ impl DiskCache {
 }
 
 fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
-    if let Some(bytes) = read_small(path, 64) {
+    if let Some(bytes) = crate::files::read_small(path, 64) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(key);
         }

@@ -158,7 +158,7 @@ impl CachedRegistry {
                 ran.store(true, Ordering::Relaxed);
                 let answer = match self.inner.resolve(image, credential).await {
                     Ok(r) => Answer::Good(r),
-                    Err(e) if e.class().is_definite() => Answer::Bad(e),
+                    Err(e) if e.is_definite() => Answer::Bad(e),
                     Err(e) => return Err(e),
                 };
                 Ok(Entry::new(answer, self.positive_ttl, self.negative_ttl))
