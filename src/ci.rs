@@ -1,5 +1,5 @@
 //! `pullcheck check PATH…`: the webhook's decision path over manifests, before apply.
-//! Objects are evaluated by [`Webhook::evaluate`] in enforce mode against a cluster double
+//! Objects are evaluated by [`Webhook::evaluate`] in enforce mode against an in-memory cluster
 //! filled with the input's Secrets and ServiceAccounts, so a finding reads the same here as
 //! in `kubectl apply`.
 

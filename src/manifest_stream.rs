@@ -1,7 +1,7 @@
 //! Parsing `check` input in two linear passes with bounded memory.
 //!
 //! 1. [`survey`] reads every input once, keeping only what must be known before the first
-//!    workload is checked: the Secrets and ServiceAccounts (for the cluster double), the
+//!    workload is checked: the Secrets and ServiceAccounts (for the in-memory cluster), the
 //!    errors, and a plan of the documents that hold workloads. Inputs without workloads
 //!    are dropped after this pass.
 //! 2. [`spawn_stream`] parses the planned documents again on a thread of its own and sends
@@ -62,7 +62,7 @@ struct SourcePlan {
 /// What pass 1 found.
 #[derive(Debug, Default)]
 pub struct Survey {
-    /// Secrets and ServiceAccounts, for the cluster double.
+    /// Secrets and ServiceAccounts, for the in-memory cluster.
     pub cluster: Vec<Document>,
     pub errors: Vec<InputError>,
     /// Workload objects pass 2 will send.

@@ -153,7 +153,7 @@ impl Document {
     }
 }
 
-/// Fills a cluster double with the Secrets and ServiceAccounts of the input (namespace
+/// Fills the in-memory cluster with the Secrets and ServiceAccounts of the input (namespace
 /// `default_namespace` for objects without one). Returns problems worth telling.
 pub fn load_cluster(
     docs: &[Document],

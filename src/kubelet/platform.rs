@@ -6,6 +6,15 @@
 //! echo at most [`MAX_ECHO`] bytes of what they were given.
 use std::fmt;
 
+/// Node label holding the operating system (also what `nodeSelector` and node affinity
+/// constrain).
+pub const LABEL_OS: &str = "kubernetes.io/os";
+/// Node label holding the CPU architecture.
+pub const LABEL_ARCH: &str = "kubernetes.io/arch";
+/// Deprecated labels still set by some old clusters, read like the GA ones.
+pub const LABEL_OS_BETA: &str = "beta.kubernetes.io/os";
+pub const LABEL_ARCH_BETA: &str = "beta.kubernetes.io/arch";
+
 /// An OCI platform (`os`, `architecture`, `variant`, `os.version`), as found in image
 /// index entries and image config blobs. `os.features` is not kept.
 #[derive(

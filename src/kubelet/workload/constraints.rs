@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::podspec::{NodeSelectorRequirement, PodSpec};
-use crate::kubelet::platform::Platform;
+use crate::kubelet::platform::{Platform, LABEL_ARCH, LABEL_ARCH_BETA, LABEL_OS, LABEL_OS_BETA};
 
 /// Most platforms [`PlatformConstraint::explicit_platforms`] returns: far more than the
 /// os/arch pairs Kubernetes nodes exist for, far fewer than a hostile Pod can name (the
@@ -20,8 +20,8 @@ enum Dim {
 impl Dim {
     fn of_key(key: &str) -> Option<Dim> {
         match key {
-            "kubernetes.io/os" | "beta.kubernetes.io/os" => Some(Dim::Os),
-            "kubernetes.io/arch" | "beta.kubernetes.io/arch" => Some(Dim::Arch),
+            LABEL_OS | LABEL_OS_BETA => Some(Dim::Os),
+            LABEL_ARCH | LABEL_ARCH_BETA => Some(Dim::Arch),
             _ => None,
         }
     }
