@@ -25,15 +25,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
-use pullcheck::admission::{Settings, Webhook};
-use pullcheck::check::Checker;
 use pullcheck::cluster::{InMemoryCluster, SecretData};
 use pullcheck::config::Deadline;
+use pullcheck::engine::policy::Mode;
+use pullcheck::engine::Checker;
+use pullcheck::engine::{Engine, Settings};
 use pullcheck::kubelet::credentials::{Credential, Keyring};
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
-use pullcheck::policy::Mode;
 use pullcheck::registry::cache::{CacheConfig, CachedRegistry};
 use pullcheck::registry::{ImagePlatforms, Registry, RegistryConfig, RegistryError, Resolved};
 use pullcheck::server::{router, AppState};
@@ -132,7 +132,7 @@ fn main() {
             &CacheConfig::default(),
             Arc::clone(&metrics),
         );
-        let webhook = Webhook::new(
+        let engine = Engine::new(
             Arc::new(Checker::new(
                 Arc::new(cached),
                 Arc::new(RegistryConfig::default()),
@@ -146,7 +146,7 @@ fn main() {
             Arc::clone(&metrics),
         );
         let state = Arc::new(AppState::new(
-            Arc::new(webhook),
+            Arc::new(engine),
             metrics,
             Deadline::default(),
             String::new(),

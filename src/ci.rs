@@ -1,5 +1,5 @@
 //! `pullcheck check PATH…`: the webhook's decision path over manifests, before apply.
-//! Objects are evaluated by [`Webhook::evaluate`] in enforce mode against an in-memory cluster
+//! Objects are evaluated by [`Engine::evaluate`] in enforce mode against an in-memory cluster
 //! filled with the input's Secrets and ServiceAccounts, so a finding reads the same here as
 //! in `kubectl apply`.
 
@@ -14,11 +14,11 @@ use serde_json::json;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use crate::admission::{Evaluation, Subject, Webhook};
+use crate::engine::policy::{Action, Mode};
+use crate::engine::{Engine, Evaluation, Subject};
 use crate::kubelet::workload::WorkloadKind;
 use crate::manifest_stream::Item;
 use crate::manifests::{Document, InputError, FIELD_LIMIT, MESSAGE_LIMIT};
-use crate::policy::{Action, Mode};
 use crate::text::clip;
 
 /// Output formats of `check`.
@@ -51,7 +51,7 @@ struct Report {
 
 /// How `check` evaluates and writes.
 pub struct Run<'a> {
-    pub webhook: &'a Webhook,
+    pub engine: &'a Engine,
     pub default_namespace: &'a str,
     pub timeout: Duration,
     pub concurrency: usize,
@@ -87,7 +87,7 @@ pub async fn check_stream(
         .buffered(run.concurrency.max(1));
     futures::pin_mut!(reports);
     let mut last_file: Option<Arc<str>> = None;
-    let actions = &run.webhook.settings.actions;
+    let actions = &run.engine.settings.actions;
     let mut written = Ok(());
     while let Some((report, _permit)) = reports.next().await {
         let r = match report {
@@ -136,7 +136,7 @@ async fn evaluate(run: &Run<'_>, doc: &Document) -> Evaluation {
         // Nothing ran ServiceAccount admission on manifests: apply it here.
         service_account_rule: true,
     };
-    run.webhook
+    run.engine
         .evaluate(&subject, Mode::Enforce, Instant::now() + run.timeout)
         .await
 }
@@ -184,7 +184,7 @@ fn sentence(s: &str) -> Cow<'_, str> {
 fn write_text(
     out: &mut dyn Write,
     r: &Report,
-    actions: &crate::policy::Actions,
+    actions: &crate::engine::policy::Actions,
     last_file: &mut Option<Arc<str>>,
 ) -> std::io::Result<()> {
     if r.eval.uses.is_empty() && r.eval.findings.is_empty() && r.eval.advisories.is_empty() {
@@ -217,7 +217,7 @@ fn write_text(
             out,
             "    {:>5}  ok    {} ({}) {}",
             line_of(r, &u.image),
-            field(&crate::admission::place(u)),
+            field(&crate::engine::place(u)),
             field(&u.image),
             field(digest)
         )?;
@@ -231,7 +231,7 @@ fn write_text(
 fn write_json(
     out: &mut dyn Write,
     r: &Report,
-    actions: &crate::policy::Actions,
+    actions: &crate::engine::policy::Actions,
 ) -> std::io::Result<()> {
     let object = json!({
         "kind": field(r.doc.group_kind().1),
@@ -295,7 +295,7 @@ pub fn gh_property(s: &str) -> String {
 fn write_github(
     out: &mut dyn Write,
     r: &Report,
-    actions: &crate::policy::Actions,
+    actions: &crate::engine::policy::Actions,
 ) -> std::io::Result<()> {
     let file = gh_property(&r.doc.file);
     let subject = field(&r.eval.subject);

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::admission::{OwnedPods, Settings, Webhook};
-use crate::check::{Checker, Context, ImageCheck};
 use crate::ci;
 use crate::cluster::InMemoryCluster;
+use crate::engine::policy::{Action, Mode};
+use crate::engine::{Checker, Context, ImageCheck};
+use crate::engine::{Engine, OwnedPods, Settings};
 use crate::kubelet::credentials::{self, Keyring};
 use crate::kubelet::platform::Platform;
 use crate::kubelet::reference;
 use crate::manifest_stream;
 use crate::manifests::{self, FIELD_LIMIT, MESSAGE_LIMIT};
 use crate::metrics::Metrics;
-use crate::policy::{Action, Mode};
 use crate::registry::cache::{CacheConfig, CachedRegistry};
 use crate::registry::disk::DiskCache;
 use crate::registry::Registry;
@@ -292,7 +292,7 @@ pub async fn run_check(
         writeln!(err, "warning: {w}")?;
     }
     let metrics = Arc::new(Metrics::default());
-    let engine = match Engine::build(
+    let parts = match CheckEngine::build(
         registry_config,
         args.cache_dir.as_deref(),
         args.cache_ttl,
@@ -314,7 +314,7 @@ pub async fn run_check(
 
     if !args.images.is_empty() {
         let deadline = tokio::time::Instant::now() + args.timeout;
-        let results = engine
+        let results = parts
             .checker
             .check_all(
                 &args.images,
@@ -354,15 +354,15 @@ pub async fn run_check(
         survey.cluster = Vec::new();
         cluster.set_node_platforms(Some(wanted.clone()));
         ci::write_input_errors(out, err, &errors, &read.warnings, args.format)?;
-        let webhook = Webhook::new(
-            Arc::clone(&engine.checker),
+        let engine = Engine::new(
+            Arc::clone(&parts.checker),
             Arc::new(cluster),
             Arc::new(keyring),
             settings,
             Arc::clone(&metrics),
         );
         let run = ci::Run {
-            webhook: &webhook,
+            engine: &engine,
             default_namespace: &args.namespace,
             timeout: args.timeout,
             concurrency: args.concurrency,
@@ -392,7 +392,7 @@ pub async fn run_check(
             )?;
         }
     }
-    if let Some(disk) = &engine.disk {
+    if let Some(disk) = &parts.disk {
         if let Err(e) = disk.save() {
             writeln!(err, "warning: {e}")?;
         }
@@ -407,12 +407,12 @@ pub async fn run_check(
 }
 
 /// The engine of one `check` run: real registries, an optional disk cache, a memory cache.
-pub struct Engine {
+pub struct CheckEngine {
     pub checker: Arc<Checker>,
     pub disk: Option<Arc<DiskCache>>,
 }
 
-impl Engine {
+impl CheckEngine {
     pub async fn build(
         registry_config: RegistryConfig,
         cache_dir: Option<&std::path::Path>,
@@ -440,7 +440,7 @@ impl Engine {
 fn write_github_image(
     out: &mut dyn Write,
     r: &ImageCheck,
-    actions: &crate::policy::Actions,
+    actions: &crate::engine::policy::Actions,
 ) -> std::io::Result<()> {
     if let Some(f) = &r.finding {
         let level = if actions.of(f.class) == Action::Deny {

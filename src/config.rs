@@ -9,12 +9,13 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Deserializer};
 
-use crate::admission::{OwnedPods, Settings};
 use crate::cli::RegistryArgs;
+use crate::engine::policy::{Action, Actions, Mode};
+use crate::engine::FindingClass;
+use crate::engine::{OwnedPods, Settings};
 use crate::listener::Limits;
-use crate::policy::{Action, Actions, Mode};
 use crate::registry::cache::CacheConfig;
-use crate::registry::{hosts::validate_globs, FindingClass, RegistryConfig};
+use crate::registry::{hosts::validate_globs, RegistryConfig};
 use crate::text::parse_duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]

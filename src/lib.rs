@@ -6,14 +6,13 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod admission;
 pub mod apiserver_auth;
 pub mod certs;
-pub mod check;
 pub mod ci;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod engine;
 pub mod files;
 pub mod input;
 pub mod kubelet;
@@ -22,9 +21,9 @@ mod manifest_serde;
 pub mod manifest_stream;
 pub mod manifests;
 pub mod metrics;
-pub mod policy;
 pub mod registry;
 pub mod serve;
 pub mod server;
 pub mod text;
 pub mod tls;
+pub mod webhook;

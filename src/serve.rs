@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use tokio::sync::watch;
 
-use crate::admission::Webhook;
-use crate::check::Checker;
 use crate::cluster::{Cluster, KubeCluster, NoCluster};
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
+use crate::engine::Checker;
+use crate::engine::Engine;
 use crate::listener::{ConnectionMetrics, Limits, Listener};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, SHUTDOWN_GRACE};
@@ -79,7 +79,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for note in notes {
         tracing::warn!(%note, "--docker-config");
     }
-    let webhook = Arc::new(Webhook::new(
+    let engine = Arc::new(Engine::new(
         Arc::new(checker),
         cluster,
         Arc::new(node_keyring),
@@ -87,7 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&metrics),
     ));
     let state = Arc::new(AppState::new(
-        webhook,
+        engine,
         metrics,
         config.deadline,
         status,
@@ -173,7 +173,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         addr = %webhook.local_addr().unwrap_or(config.listen),
         metrics = ?probes.as_ref().and_then(|p| p.local_addr().ok()),
-        default_mode = %state.webhook.settings.default_mode.as_str(),
+        default_mode = %state.engine.settings.default_mode.as_str(),
         max_connections = config.limits.max_connections,
         idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
         "pullcheck serving"

@@ -1,5 +1,5 @@
 //! HTTP side of the webhook: routes, body limit, deadline from `?timeout=`, metrics and a
-//! tracing span per review. Handlers only decode and encode; [`Webhook::review`] decides.
+//! tracing span per review. Handlers only decode and encode; [`review`] decides.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,17 +16,18 @@ use kube::core::DynamicObject;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::admission::Webhook;
 use crate::config::Deadline;
+use crate::engine::policy::{Mode, WARNING_LIMIT};
+use crate::engine::Engine;
 use crate::kubelet::workload::WorkloadKind;
 use crate::metrics::{AdmissionLabels, Metrics};
-use crate::policy::{Mode, WARNING_LIMIT};
 use crate::text::{human_duration, parse_duration, truncate};
+use crate::webhook::review;
 
 /// Shared state of the handlers.
 pub struct AppState {
     /// Decides on reviews.
-    pub webhook: Arc<Webhook>,
+    pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     pub deadline: Deadline,
     /// Ready once the server listens; false again while shutting down.
@@ -47,7 +48,7 @@ pub const IN_FLIGHT_BODY_BYTES: usize = 64 << 20;
 
 impl AppState {
     pub fn new(
-        webhook: Arc<Webhook>,
+        engine: Arc<Engine>,
         metrics: Arc<Metrics>,
         deadline: Deadline,
         status: String,
@@ -55,7 +56,7 @@ impl AppState {
     ) -> Self {
         let kib = (IN_FLIGHT_BODY_BYTES.max(max_body) / 1024).min(Semaphore::MAX_PERMITS);
         Self {
-            webhook,
+            engine,
             metrics,
             deadline,
             ready: AtomicBool::new(false),
@@ -228,9 +229,7 @@ async fn validate(
         uid = %request.uid,
         namespace = request.namespace.as_deref().unwrap_or(""),
     );
-    let reviewed = state
-        .webhook
-        .review(&request, mode, deadline)
+    let reviewed = review::review(&state.engine, &request, mode, deadline)
         .instrument(span)
         .await;
     let elapsed = started.elapsed();
@@ -379,9 +378,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::Settings;
-    use crate::check::Checker;
     use crate::cluster::NoCluster;
+    use crate::engine::Checker;
+    use crate::engine::Settings;
     use crate::kubelet::credentials::{Credential, Keyring};
     use crate::kubelet::reference::ImageRef;
     use crate::registry::cache::{CacheConfig, CachedRegistry};
@@ -412,7 +411,7 @@ mod tests {
             Arc::clone(&metrics),
         );
         let checker = Checker::new(Arc::new(cached), Arc::new(RegistryConfig::default()));
-        let webhook = Webhook::new(
+        let engine = Engine::new(
             Arc::new(checker),
             Arc::new(NoCluster {
                 reason: "test".into(),
@@ -422,7 +421,7 @@ mod tests {
             Arc::clone(&metrics),
         );
         Arc::new(AppState::new(
-            Arc::new(webhook),
+            Arc::new(engine),
             metrics,
             Deadline::default(),
             String::new(),

@@ -6,12 +6,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pullcheck::check::{Checker, Context, ImageCheck};
+use pullcheck::engine::FindingClass;
+use pullcheck::engine::{Checker, Context, ImageCheck};
 use pullcheck::kubelet::credentials::{Credential, DockerConfig, DockerConfigEntry, Keyring};
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::metrics::Metrics;
 use pullcheck::registry::cache::CacheConfig;
-use pullcheck::registry::{FindingClass, RegistryConfig};
+use pullcheck::registry::RegistryConfig;
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
 use tokio::time::Instant;
 

@@ -14,15 +14,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pullcheck::check::{Checker, Context};
+use pullcheck::engine::FindingClass;
+use pullcheck::engine::{Checker, Context};
 use pullcheck::kubelet::credentials::{Credential, Keyring};
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
 use pullcheck::registry::cache::CacheConfig;
-use pullcheck::registry::{
-    Distribution, FindingClass, Registry, RegistryConfig, RegistryError, Resolved,
-};
+use pullcheck::registry::{Distribution, Registry, RegistryConfig, RegistryError, Resolved};
 use rstest::rstest;
 use support::bad_registry::{BadRegistry, Behaviour};
 use support::redirect::{HostileServer, Reply, Seen};
@@ -242,7 +241,7 @@ async fn https_to_http_is_never_followed(#[case] scheme: Scheme) {
     let err = resolve(config(Some(&ca)), &image, Some(&alice()))
         .await
         .expect_err("refused");
-    assert_eq!(err.class(), FindingClass::Blocked, "{err}");
+    assert_eq!(FindingClass::of(&err), FindingClass::Blocked, "{err}");
     let message = err.to_string();
     assert!(
         message.contains(&format!("from https://{}", a.host())),
@@ -294,7 +293,7 @@ async fn redirects_are_bounded(#[case] redirects: usize, #[case] resolves: bool)
         assert_eq!(heads.len(), 5, "{heads:?}");
     } else {
         let err = got.expect_err("a sixth redirect is refused");
-        assert_eq!(err.class(), FindingClass::Unavailable);
+        assert_eq!(FindingClass::of(&err), FindingClass::Unavailable);
         let message = err.to_string();
         assert!(message.contains("more than 5 redirects"), "{message}");
         assert!(
@@ -394,7 +393,7 @@ async fn deny_rules_see_through_a_trailing_dot(#[case] rule: &str, #[case] as_re
     let err = resolve(config, &image, Some(&alice()))
         .await
         .expect_err("blocked");
-    assert_eq!(err.class(), FindingClass::Blocked, "{err}");
+    assert_eq!(FindingClass::of(&err), FindingClass::Blocked, "{err}");
     let message = err.to_string();
     assert!(
         message.contains(&format!(
@@ -428,7 +427,7 @@ async fn a_redirect_to_an_unresolvable_name_names_that_name() {
     let err = resolve(config, &image, None)
         .await
         .expect_err("unavailable");
-    assert_eq!(err.class(), FindingClass::Unavailable, "{err}");
+    assert_eq!(FindingClass::of(&err), FindingClass::Unavailable, "{err}");
     assert_eq!(
         err.to_string(),
         format!(

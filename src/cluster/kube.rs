@@ -3,6 +3,7 @@
 //! never cached, concurrent identical reads are coalesced); the Nodes are followed by the
 //! watch of [`super::nodes`]. Errors name the resource and quote only what the API server
 //! said, never a Secret's contents.
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -18,6 +19,7 @@ use super::{Cluster, ClusterError, SecretData};
 use crate::kubelet::credentials::{SECRET_TYPE_DOCKERCFG, SECRET_TYPE_DOCKER_CONFIG_JSON};
 use crate::kubelet::platform::Platform;
 use crate::text::{clip, error_chain, instant_after, truncate};
+
 /// How long one read (or the pair of LISTs of [`Cluster::pull_secrets_in`]) may take before
 /// [`KubeCluster`] reports the API server as unavailable.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +89,7 @@ fn classify(what: &str, err: kube::Error) -> ClusterError {
 pub(super) fn described(err: &dyn std::error::Error) -> String {
     truncate(&error_chain(err), MAX_MESSAGE)
 }
+
 // ---------------------------------------------------------------------------------------
 
 /// A DNS-1123 subdomain (names of Secrets and ServiceAccounts): anything else cannot exist,
@@ -111,6 +114,7 @@ fn valid_namespace(ns: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
+
 // ---------------------------------------------------------------------------------------
 
 /// Found entries live `found`, absent ones `absent`.
@@ -139,6 +143,7 @@ impl<K, T> moka::Expiry<K, Fetched<T>> for FetchedExpiry {
         Some(v.expires.saturating_duration_since(now))
     }
 }
+
 /// Runs `fut` (a request about `what`) within `timeout`, mapping errors.
 async fn timed<T>(
     what: &str,
@@ -446,6 +451,7 @@ impl Cluster for KubeCluster {
         true
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,12 @@
 //! [`InMemoryCluster`]: the cluster as given in memory — what `pullcheck check` reads from
 //! the manifests (its production use), and what tests set up by hand.
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use super::{sorted_platforms, Cluster, ClusterError, SecretData};
 use crate::kubelet::platform::Platform;
+
 // ---------------------------------------------------------------------------------------
 
 #[derive(Default)]
@@ -126,6 +128,7 @@ impl Cluster for InMemoryCluster {
         true
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,7 @@
 //! (a LIST returns `data`); pullcheck only ever lists with the two pull-secret type field
 //! selectors, but RBAC cannot restrict a rule to a Secret type. Without the `list` verb
 //! only the "secret X would work but is not attached" hint is lost.
+
 mod kube;
 mod memory;
 mod nodes;
@@ -73,6 +74,7 @@ use crate::kubelet::credentials::{
     DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG, SECRET_TYPE_DOCKER_CONFIG_JSON,
 };
 use crate::kubelet::platform::Platform;
+
 // ---------------------------------------------------------------------------------------
 // SecretData
 // ---------------------------------------------------------------------------------------
@@ -196,6 +198,7 @@ impl ClusterError {
         }
     }
 }
+
 // ---------------------------------------------------------------------------------------
 // The trait
 // ---------------------------------------------------------------------------------------
@@ -249,6 +252,7 @@ pub trait Cluster: Send + Sync {
         None
     }
 }
+
 pub(crate) fn sorted_platforms<'a>(
     it: impl IntoIterator<Item = &'a Platform>,
 ) -> Option<Vec<Platform>> {
@@ -259,6 +263,7 @@ pub(crate) fn sorted_platforms<'a>(
         Some(set.into_iter().collect())
     }
 }
+
 // ---------------------------------------------------------------------------------------
 // NoCluster
 // ---------------------------------------------------------------------------------------
@@ -310,6 +315,7 @@ impl Cluster for NoCluster {
         false
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

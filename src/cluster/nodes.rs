@@ -1,5 +1,6 @@
 //! The platforms of the cluster's Nodes, followed by a metadata-only watch (kube's
 //! `watcher` over `Api<PartialObjectMeta<Node>>`) and kept counted as Nodes come and go.
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -11,6 +12,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 
 use super::kube::described;
 use crate::kubelet::platform::{Platform, LABEL_ARCH, LABEL_ARCH_BETA, LABEL_OS, LABEL_OS_BETA};
+
 /// What the Node watch has seen: node name → (os, arch) when labelled.
 #[derive(Default)]
 pub(super) struct NodeMap {
@@ -148,6 +150,7 @@ pub(super) async fn watch_nodes(client: kube::Client, nodes: Arc<RwLock<NodeMap>
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,14 @@
 //!
 //! Pure code over bytes: no I/O. Nothing here panics on any input, and error messages
 //! echo at most [`super::platform::MAX_ECHO`] bytes of what they were given.
+
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::platform::{clip_echo, Platform, PlatformError};
+
 /// OCI image index.
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Docker manifest list (schema 2).
@@ -41,6 +43,7 @@ pub enum ManifestKind {
         config_media_type: String,
     },
 }
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MediaClass {
     Index,
@@ -322,6 +325,7 @@ pub fn platform_from_config(body: &[u8]) -> Result<Platform, PlatformError> {
     let raw: RawPlatform = serde_json::from_value(doc).map_err(json_err)?;
     raw.into_platform().ok_or(PlatformError::ConfigNoPlatform)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //!
 //! Pure code over strings: no I/O. Nothing here panics on any input, and error messages
 //! echo at most [`MAX_ECHO`] bytes of what they were given.
+
 use std::fmt;
 
 /// Node label holding the operating system (also what `nodeSelector` and node affinity
@@ -295,6 +296,7 @@ fn trim_v(s: &str) -> &str {
 fn go_atoi(s: &str) -> Option<i64> {
     s.parse::<i64>().ok()
 }
+
 /// What goes wrong reading platforms and manifests.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
@@ -333,6 +335,7 @@ pub const MAX_ECHO: usize = 200;
 pub(crate) fn clip_echo(s: &str) -> String {
     crate::text::truncate(s, MAX_ECHO)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

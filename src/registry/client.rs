@@ -41,6 +41,7 @@ const _: [&str; 4] = [
 pub const MANIFEST_LIMIT: usize = 4 << 20;
 /// Image configs are small JSON documents; 8 MiB is generous.
 pub const CONFIG_LIMIT: usize = 8 << 20;
+
 pub(super) const TOKEN_LIMIT: usize = 1 << 20;
 const TAGS_PAGE_SIZE: usize = 1000;
 
@@ -101,6 +102,7 @@ impl Shared {
         }
     }
 }
+
 /// What a HEAD on a manifest found.
 pub enum Head {
     Found {
@@ -115,6 +117,7 @@ pub enum Tags {
     Missing,
     Listed(Vec<String>),
 }
+
 /// The distribution API of one registry with one credential set (or none). Cheap to
 /// build: its tokens live in [`Shared::tokens`] under [`Self::token_key`].
 pub struct RegistryClient {
@@ -514,6 +517,7 @@ pub fn host_port(url: &Url) -> String {
         _ => String::new(),
     }
 }
+
 /// `Retry-After`: seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();

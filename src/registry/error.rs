@@ -1,95 +1,12 @@
-//! What can go wrong when resolving an image at its registry, as classes the policy acts on.
+//! What can go wrong when resolving an image at its registry (the engine gives each error
+//! the class its policy acts on: `engine::FindingClass::of`).
 //!
 //! Every variant names the registry host and, where it helps, the repository, so a message
 //! can say exactly where the kubelet's pull would stop. No variant ever holds a credential.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::text::human_duration;
-
-/// The class of a finding: what the policy decides on (deny, warn, audit) and what
-/// `pullcheck check --format json` prints as `verdict`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingClass {
-    InvalidReference,
-    RepositoryNotFound,
-    TagNotFound,
-    DigestNotFound,
-    Unauthorized,
-    Denied,
-    PlatformMismatch,
-    SecretMissing,
-    SecretInvalid,
-    RateLimited,
-    Unavailable,
-    Timeout,
-    Blocked,
-}
-
-impl FindingClass {
-    /// The snake_case name used in JSON output, metrics labels and configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidReference => "invalid_reference",
-            Self::RepositoryNotFound => "repository_not_found",
-            Self::TagNotFound => "tag_not_found",
-            Self::DigestNotFound => "digest_not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::Denied => "denied",
-            Self::PlatformMismatch => "platform_mismatch",
-            Self::SecretMissing => "secret_missing",
-            Self::SecretInvalid => "secret_invalid",
-            Self::RateLimited => "rate_limited",
-            Self::Unavailable => "unavailable",
-            Self::Timeout => "timeout",
-            Self::Blocked => "blocked",
-        }
-    }
-
-    /// Definite classes are answers of the registry (or of the input itself) that will not
-    /// change by retrying; transient ones say nothing about whether the kubelet could pull.
-    pub fn is_definite(self) -> bool {
-        !matches!(
-            self,
-            Self::RateLimited | Self::Unavailable | Self::Timeout | Self::Blocked
-        )
-    }
-
-    pub const ALL: [FindingClass; 13] = [
-        Self::InvalidReference,
-        Self::RepositoryNotFound,
-        Self::TagNotFound,
-        Self::DigestNotFound,
-        Self::Unauthorized,
-        Self::Denied,
-        Self::PlatformMismatch,
-        Self::SecretMissing,
-        Self::SecretInvalid,
-        Self::RateLimited,
-        Self::Unavailable,
-        Self::Timeout,
-        Self::Blocked,
-    ];
-}
-
-impl std::fmt::Display for FindingClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for FindingClass {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown finding class {s:?}"))
-    }
-}
 
 /// Why a registry said 401.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,20 +108,6 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    pub fn class(&self) -> FindingClass {
-        match self {
-            Self::RepositoryNotFound { .. } => FindingClass::RepositoryNotFound,
-            Self::TagNotFound { .. } => FindingClass::TagNotFound,
-            Self::DigestNotFound { .. } => FindingClass::DigestNotFound,
-            Self::Unauthorized { .. } => FindingClass::Unauthorized,
-            Self::Denied { .. } => FindingClass::Denied,
-            Self::RateLimited { .. } => FindingClass::RateLimited,
-            Self::Unavailable { .. } => FindingClass::Unavailable,
-            Self::Timeout { .. } => FindingClass::Timeout,
-            Self::Blocked { .. } => FindingClass::Blocked,
-        }
-    }
-
     /// Whether this is the registry's answer (not found, unauthorized, denied), which
     /// retrying will not change; a transient failure (rate limited, unavailable, timeout,
     /// blocked) says nothing about whether the kubelet could pull.
@@ -301,14 +204,6 @@ fn retry_suffix(retry_after: Option<Duration>) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
-
-    #[test]
-    fn class_names_round_trip() {
-        for c in FindingClass::ALL {
-            assert_eq!(c.as_str().parse::<FindingClass>(), Ok(c));
-            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
-        }
-    }
 
     #[rstest]
     #[case(

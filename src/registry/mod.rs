@@ -39,7 +39,8 @@ use crate::kubelet::platform::Platform;
 use crate::kubelet::reference::ImageRef;
 use crate::metrics::Metrics;
 use client::{Head, RegistryClient, Shared, Tags, CONFIG_LIMIT};
-pub use error::{AuthProblem, FindingClass, RegistryError, TimeoutLimit, Unreachable};
+
+pub use error::{AuthProblem, RegistryError, TimeoutLimit, Unreachable};
 use http::{HostPolicy, HttpClients, TransportConfig};
 use names::TrackedHosts;
 

@@ -2,6 +2,7 @@
 //! tokens per repository scope and credential set (cached; fetched again once when a
 //! cached one is refused), Basic credentials. A failure of the token service says so, and
 //! the pull secret's password goes to the realm's origin only.
+
 use std::time::{Duration, Instant};
 
 use http::header::WWW_AUTHENTICATE;
@@ -13,6 +14,7 @@ use super::client::{host_port, retry_after, status_label, RegistryClient, TOKEN_
 use super::error::{AuthProblem, RegistryError, Unreachable};
 use super::http::read_limited;
 use super::redirect::{self, Answer};
+
 /// How a request was authorized; decides what a 401 means.
 #[derive(Clone, Debug)]
 pub(super) enum Auth {
@@ -24,6 +26,7 @@ pub(super) enum Auth {
         fresh: bool,
     },
 }
+
 pub(super) struct TokenExpiry;
 
 impl moka::Expiry<String, Token> for TokenExpiry {
@@ -31,6 +34,7 @@ impl moka::Expiry<String, Token> for TokenExpiry {
         Some(token.lifetime)
     }
 }
+
 impl RegistryClient {
     /// The `/v2/` challenge of this registry, cached per host.
     async fn challenge(&self) -> Result<Challenge, RegistryError> {
@@ -196,12 +200,14 @@ impl RegistryClient {
         }
     }
 }
+
 fn scope_repository(scope: &str) -> &str {
     scope
         .strip_prefix("repository:")
         .and_then(|s| s.rsplit_once(':'))
         .map_or(scope, |(repo, _)| repo)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! (kubelet `pkg/credentialprovider/config.go`), decoded with Go's `encoding/json` rules
 //! ([`super::go_json`]). Messages name the registry key of an entry at most, never a
 //! username, password or `auth`.
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -16,6 +17,7 @@ use super::{
     Credential, DOCKERCFG_KEY, DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG,
     SECRET_TYPE_DOCKER_CONFIG_JSON,
 };
+
 /// Entries of one docker config (a secret or config.json), in file order.
 ///
 /// The kubelet holds a Go map (random iteration order, one value per key); here a key that
@@ -57,6 +59,7 @@ pub enum SecretError {
     #[error("auth of entry {key:?} does not decode to UTF-8 text")]
     NotUtf8 { key: String },
 }
+
 /// `kubernetes.io/dockerconfigjson` payload: `{"auths": {KEY: ENTRY}}`. A missing or null
 /// "auths" is an empty config, like Go's `json.Unmarshal`.
 pub fn parse_dockerconfigjson(bytes: &[u8]) -> Result<DockerConfig, SecretError> {
@@ -108,6 +111,7 @@ pub fn parse_secret(
     }
     Ok(None)
 }
+
 fn parse_config_json(bytes: &[u8]) -> Result<(DockerConfig, TopLevel), SecretError> {
     let text = go_json_text(bytes)?;
     parse_config_json_text(&text)
@@ -119,6 +123,7 @@ fn parse_config_json_text(text: &str) -> Result<(DockerConfig, TopLevel), Secret
     let config = std::mem::take(&mut top.auths).into_config();
     Ok((config, top))
 }
+
 /// One decoded entry of a config map.
 #[derive(Clone, Debug)]
 struct ParsedEntry {
@@ -520,6 +525,7 @@ fn config_file_warnings(text: &str, top: &TopLevel) -> Vec<String> {
     }
     warnings
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -472,6 +472,7 @@ fn get_esc(chunk: &[u8]) -> Result<(u32, &[u8]), BadPattern> {
     }
     Ok((r, rest))
 }
+
 #[cfg(test)]
 mod tests {
     use crate::kubelet::credentials::go;

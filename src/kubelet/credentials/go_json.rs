@@ -8,6 +8,7 @@
 //! the value, i.e. possibly a password. Values the kubelet does not read are skipped with
 //! `IgnoredAny`, which serde_json scans without converting numbers and without a depth
 //! limit, like Go.
+
 use std::cell::RefCell;
 use std::fmt;
 
@@ -15,6 +16,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use super::go;
 use super::SecretError;
+
 /// Go's decoder turns invalid UTF-8 inside strings into U+FFFD, one per bad byte, and lone
 /// UTF-16 surrogate escapes into U+FFFD; serde_json rejects both, so the text is first rewritten
 /// to what Go would have decoded. Then the text must be syntactically valid JSON as a whole,
@@ -115,6 +117,7 @@ pub(super) fn run_seed<'de, S: DeserializeSeed<'de>>(
                 })
         })
 }
+
 /// Go `encoding/json` matches object keys to struct fields case-insensitively, with Unicode
 /// simple folding: besides ASCII letters, 'ſ' (U+017F) folds to 'S' and the Kelvin sign
 /// (U+212A) to 'K'; no other non-ASCII character folds to ASCII. `upper` is the ASCII
@@ -134,6 +137,7 @@ pub(super) fn go_field_is(key: &str, upper: &str) -> bool {
     }
     expected.next().is_none()
 }
+
 /// Rejects the JSON types a visitor does not accept, with the visitor's own message.
 macro_rules! reject {
     ($de:lifetime, scalars) => {

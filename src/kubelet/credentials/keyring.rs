@@ -1,11 +1,13 @@
 //! The kubelet's `BasicDockerKeyring` (`pkg/credentialprovider/keyring.go`): registry keys
 //! normalized as the kubelet normalizes them ([`super::go`] for Go's URL parsing), and the
 //! credentials offered for an image, in the kubelet's order.
+
 use std::collections::HashMap;
 use std::fmt;
 
 use super::{go, Credential, DockerConfig};
 use crate::kubelet::reference::ImageRef;
+
 /// The key `https://index.docker.io/v1/` becomes after `add`; its credentials are the fallback
 /// for Docker Hub images (kubelet `defaultRegistryHost`).
 pub const DEFAULT_REGISTRY_KEY: &str = "index.docker.io";
@@ -303,6 +305,7 @@ fn is_default_registry_match(image: &str) -> bool {
     }
     !first.contains(['.', ':'])
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@
 //! Depends on: [`crate::text`] and [`crate::kubelet::reference`] only.
 //! Kubelet reference: kubernetes v1.35 `pkg/credentialprovider/{config.go,keyring.go}` and
 //! `pkg/credentialprovider/secrets/secrets.go`, built with Go 1.25.
+
 mod docker_config;
 pub(crate) mod go;
 mod go_json;
@@ -36,6 +37,7 @@ pub use docker_config::{
     DockerConfigEntry, SecretError,
 };
 pub use keyring::{Keyring, MatchedCredential, DEFAULT_REGISTRY_KEY};
+
 /// A username/password pair. `Debug` prints neither (only a fingerprint prefix); there is no
 /// `Display`. Cheap to clone (shared), its fingerprint computed once.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -115,12 +117,14 @@ fn process_salt() -> &'static [u8; 32] {
         salt
     })
 }
+
 /// Secret type and data key of `kubernetes.io/dockerconfigjson` secrets.
 pub const SECRET_TYPE_DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
 pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 /// Secret type and data key of legacy `kubernetes.io/dockercfg` secrets.
 pub const SECRET_TYPE_DOCKERCFG: &str = "kubernetes.io/dockercfg";
 pub const DOCKERCFG_KEY: &str = ".dockercfg";
+
 #[cfg(test)]
 mod tests {
     use super::*;

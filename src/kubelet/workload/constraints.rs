@@ -1,6 +1,7 @@
 //! A Pod's constraints on `kubernetes.io/os` and `kubernetes.io/arch` (`nodeSelector` and
 //! required node affinity, beta labels included): which node platforms it may land on, and
 //! which platforms it names.
+
 use std::collections::HashSet;
 
 use super::podspec::{NodeSelectorRequirement, PodSpec};
@@ -301,6 +302,7 @@ fn requirement(r: &NodeSelectorRequirement) -> Option<Requirement> {
 fn term_allows(term: &[Requirement], os: &str, arch: &str) -> bool {
     term.iter().all(|r| r.matches(r.dim.pick(os, arch)))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! What an UPDATE changed that matters for pulls.
+
 use std::collections::HashSet;
 
 use super::podspec::PodSpec;
 use super::{images, pull_secret_names, service_account, PlatformConstraint};
+
 /// What an UPDATE changed that matters for pulls.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PullChange {
@@ -47,6 +49,7 @@ pub fn diff(old: &PodSpec, new: &PodSpec) -> PullChange {
         PullChange::Images(fresh)
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,11 @@
 //! The images of a PodSpec as the kubelet pulls them (initContainers, containers,
 //! ephemeralContainers, image volumes, with their pull policy), and the names that decide
 //! their credentials: `imagePullSecrets` and the ServiceAccount.
+
 use std::fmt;
 
 use super::podspec::{Container, PodSpec};
+
 /// Where an image is used in a PodSpec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ImageSlot {
@@ -113,6 +115,7 @@ pub fn service_account(spec: &PodSpec) -> String {
         .cloned()
         .unwrap_or_else(|| "default".to_owned())
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::text::truncate;
+
 pub use constraints::{PlatformConstraint, MAX_EXPLICIT_PLATFORMS};
 pub use diff::{diff, PullChange};
 pub use images::{images, pull_secret_names, service_account, ImageSlot, ImageUse};
@@ -298,6 +299,7 @@ fn locate_pod_spec_error(path: &str, spec: &Value, err: &serde_json::Error) -> S
         None => format!("{path}.{key}: {key_err}"),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

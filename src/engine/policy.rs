@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Finding;
-use crate::registry::FindingClass;
-use crate::text::{clip, truncate, QUOTE_LIMIT};
+use super::finding::{FindingClass, Located};
+use crate::text::truncate;
 
 /// How a namespace is treated.
 #[derive(
@@ -89,39 +88,6 @@ impl Actions {
     }
 }
 
-/// One finding on one image of the object, located for the user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Located {
-    /// `container "web"`, `initContainer "migrate"`, `ephemeralContainer "debugger"`,
-    /// `image volume "models"`; empty for object-level findings.
-    pub place: String,
-    /// The image as written.
-    pub image: String,
-    pub finding: Finding,
-}
-
-impl Located {
-    /// `container "web" (registry.example.com/web:1.2x): <message>; fix: <hint>`
-    pub fn sentence(&self) -> String {
-        let mut s = String::new();
-        if !self.place.is_empty() {
-            s.push_str(&self.place);
-            s.push(' ');
-        }
-        if !self.image.is_empty() {
-            s.push('(');
-            s.push_str(&clip(&self.image, QUOTE_LIMIT));
-            s.push_str("): ");
-        }
-        s.push_str(&self.finding.message);
-        if let Some(h) = &self.finding.hint {
-            s.push_str("; fix: ");
-            s.push_str(h);
-        }
-        s
-    }
-}
-
 /// What the webhook answers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
@@ -171,6 +137,7 @@ pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Finding;
     use rstest::rstest;
 
     fn located(class: FindingClass, message: &str) -> Located {

@@ -9,24 +9,14 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::explain::finding_for;
+use super::finding::{Finding, FindingClass};
 use crate::kubelet::credentials::{Keyring, MatchedCredential};
 use crate::kubelet::platform::{self, Platform};
 use crate::kubelet::reference::ImageRef;
 use crate::registry::cache::{CachedRegistry, Stale};
-use crate::registry::{
-    AuthProblem, FindingClass, RegistryConfig, RegistryError, Resolved, TimeoutLimit,
-};
+use crate::registry::{RegistryConfig, RegistryError, Resolved, TimeoutLimit};
 use crate::text::{clip, human_duration, QUOTE_LIMIT};
-
-/// Why an image would not pull (or might not): the class the policy acts on, what is wrong
-/// in plain words, and how to fix it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub class: FindingClass,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-}
 
 /// The verdict on one image.
 #[derive(Clone, Debug, Serialize)]
@@ -475,72 +465,6 @@ fn list(platforms: &[Platform]) -> String {
         "no platform".into()
     } else {
         names.join(", ")
-    }
-}
-
-/// The finding for a registry error, with the fix in the user's terms.
-pub fn finding_for(
-    err: &RegistryError,
-    reference: &ImageRef,
-    keyring: &Keyring,
-    tried: &[MatchedCredential],
-    context: Context,
-) -> Finding {
-    let domain = reference.domain();
-    let hint = match err {
-        RegistryError::TagNotFound { closest, .. } if !closest.is_empty() => {
-            Some(format!("existing tags close to it: {}", closest.join(", ")))
-        }
-        RegistryError::TagNotFound { .. } => {
-            Some("check the tag; it may have been deleted by a retention policy".into())
-        }
-        RegistryError::RepositoryNotFound { .. } => Some(format!(
-            "check the repository path {:?} and the registry host {domain:?}",
-            reference.path()
-        )),
-        RegistryError::Unauthorized {
-            problem: AuthProblem::NoCredentials,
-            ..
-        } => Some(match context {
-            Context::Cli => format!("give credentials for {domain} with --docker-config"),
-            Context::Cluster => {
-                let available: Vec<String> = keyring
-                    .keys()
-                    .into_iter()
-                    .filter(|(key, _)| key.split('/').next() == Some(domain))
-                    .flat_map(|(_, sources)| sources)
-                    .collect();
-                if available.is_empty() {
-                    format!("create a pull secret: kubectl create secret docker-registry <name> --docker-server={domain} --docker-username=<user> --docker-password=<password>, and list it in imagePullSecrets")
-                } else {
-                    format!("attach {} (imagePullSecrets)", available.join(", "))
-                }
-            }
-        }),
-        RegistryError::Unauthorized { .. } | RegistryError::Denied { .. } => {
-            let sources: Vec<&str> = tried.iter().map(|m| m.source.as_str()).collect();
-            Some(if sources.is_empty() {
-                format!("use credentials allowed to pull from {domain}")
-            } else {
-                format!(
-                    "check the credentials in {} for {domain}",
-                    sources.join(", ")
-                )
-            })
-        }
-        RegistryError::RateLimited { .. } => {
-            Some("use authenticated pulls or a mirror to raise the limit".into())
-        }
-        RegistryError::Unavailable { .. } | RegistryError::Timeout { .. } => None,
-        RegistryError::Blocked { .. } => Some("adjust the registry host allow/deny list".into()),
-        RegistryError::DigestNotFound { .. } => Some(
-            "the digest may belong to another repository, or have been garbage collected".into(),
-        ),
-    };
-    Finding {
-        class: err.class(),
-        message: err.to_string(),
-        hint,
     }
 }
 

@@ -1,0 +1,358 @@
+//! The engine: one object (a [`Subject`], from an AdmissionRequest or a manifest) in, an
+//! [`Evaluation`] out — what is exempt or skipped, which images are pulled where, the
+//! verdict on each image with the Pod's credentials and platforms, findings located and
+//! explained. The webhook and `pullcheck check` both decide through [`Engine::evaluate`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::explain::{self, quote_list};
+use super::finding::{Finding, FindingClass, Located};
+use super::image::{Checker, Context, ImageCheck};
+use super::policy::{self, Actions, Decision, Mode};
+use super::secrets::PullSecrets;
+use crate::cluster::Cluster;
+use crate::kubelet::credentials::Keyring;
+use crate::kubelet::platform::Platform;
+use crate::kubelet::reference::ImageRef;
+use crate::kubelet::workload::{
+    self, ImageUse, PlatformConstraint, PullChange, Workload, WorkloadError, WorkloadKind,
+};
+use crate::metrics::Metrics;
+use crate::text::glob_match;
+
+/// What to do with Pods owned by a controller (their template was checked when the
+/// Deployment, Job, … was admitted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnedPods {
+    /// Check them like any Pod, in the route's mode.
+    Check,
+    /// Check them and record findings in audit annotations only.
+    Audit,
+    /// Do not check them at all.
+    Skip,
+}
+
+/// Webhook settings, from flags and the config file.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Mode of `POST /validate`.
+    pub default_mode: Mode,
+    pub actions: Actions,
+    pub owned_pods: OwnedPods,
+    /// Namespaces never checked (globs).
+    pub exempt_namespaces: Vec<String>,
+    /// Images never checked (globs over the image as written and its canonical form).
+    pub exempt_images: Vec<String>,
+    /// Images of one object resolved at once.
+    pub concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_mode: Mode::Warn,
+            actions: Actions::default(),
+            owned_pods: OwnedPods::Audit,
+            exempt_namespaces: Vec::new(),
+            exempt_images: Vec::new(),
+            concurrency: 16,
+        }
+    }
+}
+
+/// The decision engine shared by the webhook and `pullcheck check`: images checked the way
+/// the kubelet pulls them, with the Pod's pull secrets and platforms, under the settings.
+pub struct Engine {
+    pub checker: Arc<Checker>,
+    pub cluster: Arc<dyn Cluster>,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pull_secrets: PullSecrets,
+}
+
+impl Engine {
+    pub fn new(
+        checker: Arc<Checker>,
+        cluster: Arc<dyn Cluster>,
+        node_keyring: Arc<Keyring>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            checker,
+            pull_secrets: PullSecrets::new(Arc::clone(&cluster), node_keyring),
+            cluster,
+            settings,
+            metrics,
+        }
+    }
+}
+
+/// One object to evaluate, from an AdmissionRequest or a manifest.
+pub struct Subject<'a> {
+    pub kind: WorkloadKind,
+    pub namespace: &'a str,
+    /// `metadata.name` (or `generateName*`), for messages.
+    pub name: String,
+    /// The object, decoded (or why it could not be).
+    pub workload: Result<Workload, WorkloadError>,
+    /// The previous object on UPDATE, when it decodes.
+    pub old: Option<Workload>,
+    /// `pods/ephemeralcontainers` (`kubectl debug`): always checked in the route's mode.
+    pub ephemeral: bool,
+    /// Whether the Pod's ServiceAccount's pull secrets apply when it names none. The API
+    /// server's ServiceAccount admission did that already for Pods it admits; pod templates
+    /// and Pods read from manifests (CI) never went through it.
+    pub service_account_rule: bool,
+}
+
+/// What an evaluation found, before it is turned into an answer.
+pub struct Evaluation {
+    /// `Deployment team-a/web`.
+    pub subject: String,
+    pub mode: Mode,
+    /// Why nothing was checked, when nothing was.
+    pub skipped: Option<String>,
+    /// The images checked, where they are used.
+    pub uses: Vec<ImageUse>,
+    pub checks: Vec<Arc<ImageCheck>>,
+    pub findings: Vec<Located>,
+    /// Worth saying, never a reason to deny (a missing secret the image does not need, an
+    /// image that covers only some node platforms, `imagePullPolicy: Never`).
+    pub advisories: Vec<String>,
+}
+
+impl Evaluation {
+    pub(crate) fn skipped(subject: String, mode: Mode, why: impl Into<String>) -> Self {
+        Self {
+            subject,
+            mode,
+            skipped: Some(why.into()),
+            uses: Vec::new(),
+            checks: Vec::new(),
+            findings: Vec::new(),
+            advisories: Vec::new(),
+        }
+    }
+
+    /// The policy's decision for this evaluation.
+    pub fn decision(&self, actions: &Actions) -> Decision {
+        policy::decide(self.mode, actions, &self.subject, &self.findings)
+    }
+}
+
+impl Engine {
+    /// Checks one object: the decision path shared by the webhook and `pullcheck check`.
+    pub async fn evaluate(&self, s: &Subject<'_>, mode: Mode, deadline: Instant) -> Evaluation {
+        let mut mode = mode;
+        let subject = format!("{} {}/{}", s.kind.as_str(), s.namespace, s.name);
+        if self
+            .settings
+            .exempt_namespaces
+            .iter()
+            .any(|g| glob_match(g, s.namespace))
+        {
+            return Evaluation::skipped(subject, mode, "namespace exempt");
+        }
+        let workload = match &s.workload {
+            Ok(w) => w,
+            Err(e) => {
+                // The API server validated the object; failing to read it is our limit,
+                // not the user's mistake: admit and say so.
+                let mut ev = Evaluation::skipped(subject.clone(), mode, "unreadable");
+                ev.advisories
+                    .push(format!("pullcheck could not read {subject}: {e}"));
+                return ev;
+            }
+        };
+        if s.kind == WorkloadKind::Pod && workload.controller.is_some() && !s.ephemeral {
+            match self.settings.owned_pods {
+                OwnedPods::Skip => {
+                    return Evaluation::skipped(subject, mode, "owned by a controller")
+                }
+                OwnedPods::Audit => mode = Mode::Audit,
+                OwnedPods::Check => {}
+            }
+        }
+
+        // UPDATE: only what changed can change a pull.
+        let change = match &s.old {
+            Some(old) => workload::diff(&old.spec, &workload.spec),
+            None => PullChange::Everything,
+        };
+        let only: Option<BTreeSet<String>> = match change {
+            PullChange::Nothing => {
+                return Evaluation::skipped(
+                    subject,
+                    mode,
+                    "no change to images, pull secrets, ServiceAccount or platform",
+                )
+            }
+            PullChange::Images(images) => Some(images.into_iter().collect()),
+            PullChange::Everything => None,
+        };
+
+        let mut advisories: Vec<String> = Vec::new();
+        let mut uses: Vec<ImageUse> = Vec::new();
+        for u in workload::images(&workload.spec) {
+            if only.as_ref().is_some_and(|o| !o.contains(&u.image)) {
+                continue;
+            }
+            if u.pull_never() {
+                advisories.push(format!(
+                    "{} ({}): imagePullPolicy Never, not checked: the image must already be on the node",
+                    place(&u),
+                    u.image
+                ));
+                continue;
+            }
+            if self.exempt_image(&u.image) {
+                continue;
+            }
+            uses.push(u);
+        }
+        let mut ev = Evaluation {
+            subject,
+            mode,
+            skipped: None,
+            uses: Vec::new(),
+            checks: Vec::new(),
+            findings: Vec::new(),
+            advisories,
+        };
+        if uses.is_empty() {
+            return ev;
+        }
+
+        let secrets = self
+            .pull_secrets
+            .of(s.service_account_rule, &workload.spec, s.namespace)
+            .await;
+        let constraint = PlatformConstraint::of(&workload.spec);
+        let wanted = self.wanted_platforms(&constraint);
+
+        // The same image in several containers is resolved once.
+        let mut distinct: Vec<String> = uses.iter().map(|u| u.image.clone()).collect();
+        distinct.sort();
+        distinct.dedup();
+        let checks = self
+            .checker
+            .check_all(
+                &distinct,
+                &secrets.keyring,
+                &wanted,
+                Context::Cluster,
+                deadline,
+                self.settings.concurrency,
+            )
+            .await;
+        let namespace = s.namespace;
+        let findings = &mut ev.findings;
+        let advisories = &mut ev.advisories;
+        for (name, problem) in &secrets.broken {
+            findings.push(Located {
+                place: format!("imagePullSecrets: secret {name:?}"),
+                image: String::new(),
+                finding: Finding {
+                    class: FindingClass::SecretInvalid,
+                    message: format!("{problem}: the kubelet fails every image pull of this Pod"),
+                    hint: Some(format!("recreate it: kubectl create secret docker-registry {name} -n {namespace} --docker-server=<registry> --docker-username=<user> --docker-password=<password>")),
+                },
+            });
+        }
+        let unattached = self
+            .pull_secrets
+            .unattached_suggestions(&checks, &secrets, namespace)
+            .await;
+        for u in &uses {
+            // `checks` holds each distinct image once, sorted.
+            let Ok(at) = checks.binary_search_by(|c| c.image.as_str().cmp(&u.image)) else {
+                continue;
+            };
+            let check = &checks[at];
+            if !check.missing_platforms.is_empty() && !constraint.is_constrained() {
+                let missing: Vec<String> = check
+                    .missing_platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let have: Vec<String> = check
+                    .resolved
+                    .as_ref()
+                    .map(|r| {
+                        r.platforms
+                            .platforms
+                            .iter()
+                            .map(|p| p.architecture.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                advisories.push(format!(
+                    "{} ({}): no {} variant: Pods placed on such nodes fail to pull; add nodeSelector kubernetes.io/arch: {}",
+                    place(u),
+                    u.image,
+                    missing.join(", "),
+                    have.first().cloned().unwrap_or_default()
+                ));
+            }
+            let Some(finding) = &check.finding else {
+                continue;
+            };
+            let finding = explain::in_pod_terms(
+                finding,
+                check,
+                &secrets,
+                namespace,
+                &constraint,
+                &unattached,
+            );
+            findings.push(Located {
+                place: place(u),
+                image: u.image.clone(),
+                finding,
+            });
+        }
+        if secrets.broken.is_empty() && !secrets.missing.is_empty() && findings.is_empty() {
+            advisories.push(format!(
+                "{}: {} not found in namespace {namespace} (the kubelet skips missing pull secrets)",
+                secrets.origin,
+                quote_list(&secrets.missing)
+            ));
+        }
+        ev.uses = uses;
+        ev.checks = checks;
+        ev
+    }
+
+    fn exempt_image(&self, image: &str) -> bool {
+        if self.settings.exempt_images.is_empty() {
+            return false;
+        }
+        let canonical = ImageRef::parse(image).map(|r| r.canonical()).ok();
+        self.settings.exempt_images.iter().any(|g| {
+            glob_match(g, &image.to_ascii_lowercase())
+                || canonical.as_deref().is_some_and(|c| glob_match(g, c))
+        })
+    }
+
+    /// The platforms the Pod may run on: the cluster's nodes that its constraints allow,
+    /// else what the constraints name.
+    fn wanted_platforms(&self, constraint: &PlatformConstraint) -> Vec<Platform> {
+        if let Some(nodes) = self.cluster.node_platforms().filter(|n| !n.is_empty()) {
+            let allowed = constraint.filter(&nodes);
+            if !allowed.is_empty() {
+                return allowed;
+            }
+        }
+        constraint.explicit_platforms().unwrap_or_default()
+    }
+}
+
+/// `container "web"`, `initContainer "migrate"`, …: how findings name a place.
+pub fn place(u: &ImageUse) -> String {
+    format!("{} {:?}", u.slot, u.name)
+}
