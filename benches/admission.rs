@@ -1188,12 +1188,21 @@ fn memory_child(max: &str) {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let config = pullcheck::registry::cache::CacheConfig {
-            max_results: max,
-            max_stale: max,
-            ..pullcheck::registry::cache::CacheConfig::default()
+        use pullcheck::config::assemble::{self, ClusterWiring, Wiring};
+        let config = pullcheck::config::EngineConfig {
+            cache: pullcheck::registry::cache::CacheConfig {
+                max_results: max,
+                max_stale: max,
+                ..pullcheck::registry::cache::CacheConfig::default()
+            },
+            ..pullcheck::config::EngineConfig::default()
         };
-        let cache = pullcheck::registry::cache::CachedRegistry::new(Arc::new(Double), &config, Arc::new(pullcheck::metrics::Metrics::default()));
+        let cluster = Arc::new(pullcheck::cluster::InMemoryCluster::new());
+        let wiring = Wiring::new(ClusterWiring::Given(cluster), Arc::new(pullcheck::metrics::Metrics::default()))
+            .with_registry(Arc::new(Double));
+        let assembled = assemble::engine(&config, wiring).await.expect("engine");
+        // Only the result cache is measured.
+        let cache = assembled.engine.checker.cache();
         // Three credential sets, as three tenants would have.
         let creds = [
             None,

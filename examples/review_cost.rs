@@ -26,16 +26,14 @@ use axum::Json;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::DynamicObject;
 use pullcheck::cluster::{InMemoryCluster, SecretData};
-use pullcheck::config::Deadline;
-use pullcheck::engine::policy::Mode;
-use pullcheck::engine::Checker;
-use pullcheck::engine::{Engine, Settings};
-use pullcheck::kubelet::credentials::{Credential, Keyring};
+use pullcheck::config::assemble::{self, ClusterWiring, Wiring};
+use pullcheck::config::{Deadline, EngineConfig};
+use pullcheck::engine::{Mode, Settings};
+use pullcheck::kubelet::credentials::Credential;
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
-use pullcheck::registry::cache::{CacheConfig, CachedRegistry};
-use pullcheck::registry::{ImagePlatforms, Registry, RegistryConfig, RegistryError, Resolved};
+use pullcheck::registry::{ImagePlatforms, Registry, RegistryError, Resolved};
 use pullcheck::server::{router, AppState};
 use tower::ServiceExt;
 
@@ -127,26 +125,18 @@ fn main() {
         );
         cluster.put_service_account("team-a", "default", &["regcred"]);
         let metrics = Arc::new(Metrics::default());
-        let cached = CachedRegistry::new(
-            Arc::new(Answering),
-            &CacheConfig::default(),
-            Arc::clone(&metrics),
-        );
-        let engine = Engine::new(
-            Arc::new(Checker::new(
-                Arc::new(cached),
-                Arc::new(RegistryConfig::default()),
-            )),
-            cluster,
-            Arc::new(Keyring::new()),
-            Settings {
+        let config = EngineConfig {
+            settings: Settings {
                 default_mode: Mode::Enforce,
                 ..Settings::default()
             },
-            Arc::clone(&metrics),
-        );
+            ..EngineConfig::default()
+        };
+        let wiring = Wiring::new(ClusterWiring::Given(cluster), Arc::clone(&metrics))
+            .with_registry(Arc::new(Answering));
+        let assembled = assemble::engine(&config, wiring).await.expect("engine");
         let state = Arc::new(AppState::new(
-            Arc::new(engine),
+            assembled.engine,
             metrics,
             Deadline::default(),
             String::new(),

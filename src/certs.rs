@@ -16,6 +16,8 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::config::CertsArgs;
 use std::time::{Duration, SystemTime};
 
 use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
@@ -90,38 +92,6 @@ pub enum CertError {
     Generate(#[from] rcgen::Error),
     #[error("the new serving certificate does not verify against the CA: {0}")]
     Verify(String),
-}
-
-/// `pullcheck certs`: create a CA and a serving certificate for the webhook's Service.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CertsArgs {
-    /// Name of the webhook's Service.
-    #[arg(long, value_name = "NAME", default_value = "pullcheck")]
-    pub service: String,
-    /// Namespace of the webhook's Service.
-    #[arg(long, value_name = "NAMESPACE", default_value = "pullcheck")]
-    pub namespace: String,
-    /// Directory for ca.crt, ca.key, tls.crt and tls.key (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: PathBuf,
-    /// Validity of the serving certificate, in days (a new CA gets 10 years).
-    #[arg(long, value_name = "DAYS", default_value_t = 365)]
-    pub days: u32,
-    /// Sign with this CA certificate (PEM) instead of creating a CA: rotates only the
-    /// serving certificate, the caBundle in the cluster stays valid.
-    #[arg(long, value_name = "FILE", requires = "ca_key")]
-    pub ca_cert: Option<PathBuf>,
-    /// Private key (PEM, PKCS#8) of --ca-cert.
-    #[arg(long, value_name = "FILE", requires = "ca_cert")]
-    pub ca_key: Option<PathBuf>,
-    /// Replace a different ca.key already in --out-dir.
-    #[arg(long)]
-    pub force: bool,
-    /// Also issue the API server's client certificate (apiserver-client.crt/.key, signed by
-    /// the CA: give `serve --client-ca ca.crt`) and write the kubeconfig and
-    /// AdmissionConfiguration that make the API server present it.
-    #[arg(long)]
-    pub api_server_client: bool,
 }
 
 /// A CA (10 years) and a serving certificate signed by it for the DNS names `<service>`,

@@ -3,23 +3,19 @@
 //! The engine resolves every image of a Pod against its registry with the credentials the
 //! kubelet would use and the platforms the Pod may run on; the webhook and the CI mode
 //! turn its findings into denials, warnings or annotations.
+
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod apiserver_auth;
 pub mod certs;
 pub mod ci;
-pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod files;
-pub mod input;
 pub mod kubelet;
 pub mod listener;
-mod manifest_serde;
-pub mod manifest_stream;
-pub mod manifests;
 pub mod metrics;
 pub mod registry;
 pub mod serve;

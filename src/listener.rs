@@ -50,6 +50,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::config::Limits;
 use crate::tls::ServerTls;
 
 /// A keep-alive PING unanswered for this long (or the interval, when shorter) closes the
@@ -57,41 +58,6 @@ use crate::tls::ServerTls;
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection closed for idleness that does not close within this long is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
-
-/// Connection limits of one listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub max_handshakes: usize,
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub keepalive_interval: Duration,
-}
-
-impl Default for Limits {
-    /// Sized for the shipped 256 MiB memory limit (README, "Connections").
-    fn default() -> Self {
-        Self {
-            max_connections: 512,
-            max_handshakes: 128,
-            handshake_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-            keepalive_interval: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Limits {
-    /// The limits of the plain-HTTP metrics and probes listener: a few scrapers and kubelet
-    /// probes, never many.
-    pub fn small(&self) -> Self {
-        Self {
-            max_connections: self.max_connections.min(64),
-            max_handshakes: self.max_handshakes.min(16),
-            ..*self
-        }
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {

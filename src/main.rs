@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pullcheck::cli::{self, Cli, Command};
+use pullcheck::ci;
+use pullcheck::config::{Cli, Command, EXIT_OK, EXIT_USAGE};
 
 /// mimalloc rather than glibc's malloc: a review allocates a few hundred small objects on
 /// one worker thread and frees many of them on another; glibc's arenas make that the
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            cli::EXIT_USAGE
+            EXIT_USAGE
         }
     };
     ExitCode::from(code)
@@ -41,15 +42,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             .build()
     };
     match cli.command {
-        Command::Reference(args) => Ok(cli::run_reference(&args, &mut out)?),
+        Command::Reference(args) => Ok(ci::run_reference(&args, &mut out)?),
         Command::Check(args) => {
             let mut err = std::io::stderr();
             let mut stdin = std::io::stdin().lock();
-            Ok(runtime()?.block_on(cli::run_check(&args, &mut stdin, &mut out, &mut err))?)
+            Ok(runtime()?.block_on(ci::run_check(&args, &mut stdin, &mut out, &mut err))?)
         }
         Command::Serve(args) => {
             runtime()?.block_on(pullcheck::serve::run(*args))?;
-            Ok(cli::EXIT_OK)
+            Ok(EXIT_OK)
         }
         Command::Certs(args) => Ok(pullcheck::certs::run_certs(&args, &mut out)?),
     }

@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use tokio::sync::watch;
 
-use crate::cluster::{Cluster, KubeCluster, NoCluster};
+use crate::config::assemble::{self, ClusterWiring, Wiring};
+use crate::config::Limits;
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
-use crate::engine::Checker;
-use crate::engine::Engine;
-use crate::listener::{ConnectionMetrics, Limits, Listener};
+use crate::listener::{ConnectionMetrics, Listener};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, SHUTDOWN_GRACE};
 use crate::tls::{self, CertFiles, CertResolver, ServerTls};
@@ -40,57 +39,20 @@ pub fn init_logging(format: LogFormat) {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let config = ServeConfig::resolve(&args).map_err(|e| anyhow!(e))?;
+    let config = ServeConfig::resolve(&args)?;
     let mut metrics = Metrics::default();
     let connection_metrics = ConnectionMetrics::register(metrics.registry_mut());
-    let metrics = Arc::new(metrics);
-    let checker =
-        Checker::from_config(config.registry.clone(), &config.cache, Arc::clone(&metrics))
-            .map_err(|e| anyhow!(e))?;
-
-    let (cluster, status): (Arc<dyn Cluster>, String) = if config.no_cluster {
-        let reason = "--no-cluster given".to_string();
-        tracing::warn!("no cluster (--no-cluster): pull secrets, ServiceAccounts and node platforms are not checked");
-        (
-            Arc::new(NoCluster {
-                reason: reason.clone(),
-            }),
-            format!(" (no cluster: {reason})"),
-        )
-    } else {
-        match KubeCluster::connect(config.secret_ttl, config.secret_negative_ttl).await {
-            Ok(c) => (Arc::new(c), String::new()),
-            Err(reason) => {
-                tracing::warn!(
-                    %reason,
-                    "no Kubernetes cluster reachable: serving without it; pull secrets, ServiceAccounts and node platforms cannot be checked (private images count as unavailable, not denied)"
-                );
-                (
-                    Arc::new(NoCluster {
-                        reason: reason.clone(),
-                    }),
-                    format!(" (no cluster: {reason})"),
-                )
-            }
-        }
-    };
-
-    let (node_keyring, notes) = args.registry.keyring().map_err(|e| anyhow!(e))?;
-    for note in notes {
+    let wiring = Wiring::new(ClusterWiring::Configured(config.cluster), Arc::new(metrics));
+    let assembled = assemble::engine(&config.engine, wiring).await?;
+    for note in &assembled.warnings {
         tracing::warn!(%note, "--docker-config");
     }
-    let engine = Arc::new(Engine::new(
-        Arc::new(checker),
-        cluster,
-        Arc::new(node_keyring),
-        config.settings.clone(),
-        Arc::clone(&metrics),
-    ));
+    let metrics = Arc::clone(&assembled.engine.metrics);
     let state = Arc::new(AppState::new(
-        engine,
+        assembled.engine,
         metrics,
         config.deadline,
-        status,
+        assembled.cluster_status,
         config.max_body_bytes,
     ));
 

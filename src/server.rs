@@ -379,12 +379,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 mod tests {
     use super::*;
     use crate::cluster::NoCluster;
-    use crate::engine::Checker;
-    use crate::engine::Settings;
-    use crate::kubelet::credentials::{Credential, Keyring};
+    use crate::config::assemble::{self, ClusterWiring, Wiring};
+    use crate::config::EngineConfig;
+    use crate::kubelet::credentials::Credential;
     use crate::kubelet::reference::ImageRef;
-    use crate::registry::cache::{CacheConfig, CachedRegistry};
-    use crate::registry::{Registry, RegistryConfig, RegistryError, Resolved};
+    use crate::registry::{Registry, RegistryError, Resolved};
     use axum::body::Body;
     use futures::StreamExt as _;
     use tower::ServiceExt as _;
@@ -403,25 +402,18 @@ mod tests {
         }
     }
 
-    fn state(max_body: usize) -> Arc<AppState> {
+    async fn state(max_body: usize) -> Arc<AppState> {
         let metrics = Arc::new(Metrics::default());
-        let cached = CachedRegistry::new(
-            Arc::new(Unreached),
-            &CacheConfig::default(),
-            Arc::clone(&metrics),
-        );
-        let checker = Checker::new(Arc::new(cached), Arc::new(RegistryConfig::default()));
-        let engine = Engine::new(
-            Arc::new(checker),
-            Arc::new(NoCluster {
-                reason: "test".into(),
-            }),
-            Arc::new(Keyring::new()),
-            Settings::default(),
-            Arc::clone(&metrics),
-        );
+        let no_cluster = Arc::new(NoCluster {
+            reason: "test".into(),
+        });
+        let wiring = Wiring::new(ClusterWiring::Given(no_cluster), Arc::clone(&metrics))
+            .with_registry(Arc::new(Unreached));
+        let assembled = assemble::engine(&EngineConfig::default(), wiring)
+            .await
+            .expect("engine");
         Arc::new(AppState::new(
-            Arc::new(engine),
+            assembled.engine,
             metrics,
             Deadline::default(),
             String::new(),
@@ -439,7 +431,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_sent_too_slowly_is_refused_within_the_review_deadline() {
-        let app = router(state(1 << 20));
+        let app = router(state(1 << 20).await);
         // Headers at once, then a body that never finishes.
         let body = Body::from_stream(
             futures::stream::once(async {
@@ -461,7 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn declared_and_undeclared_bodies_over_the_limit_get_413() {
-        let state = state(1024);
+        let state = state(1024).await;
         let declared = router(Arc::clone(&state))
             .oneshot(post("/validate", Body::from(vec![b' '; 2048]), Some(2048)))
             .await
@@ -480,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn bodies_beyond_the_in_flight_budget_get_503_at_once() {
         let max_body = 7 << 20;
-        let state = state(max_body);
+        let state = state(max_body).await;
         // Hold the budget with bodies that are announced and never sent.
         let mut held = Vec::new();
         let mut refused = None;

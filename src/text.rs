@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 
 /// Longest user input quoted in a message (an image string can be megabytes long).
 pub const QUOTE_LIMIT: usize = 256;
+/// Longest sentence pullcheck writes (messages may quote the input, and an input can hold a
+/// 50 MB image string).
+pub const MESSAGE_LIMIT: usize = 2048;
+/// Longest single value pullcheck writes (image, name, …): beyond any valid reference (a
+/// 255-byte name, a 128-byte tag and a digest).
+pub const FIELD_LIMIT: usize = 1024;
 
 /// The mark of a cut.
 pub const ELLIPSIS: char = '…';

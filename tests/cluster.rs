@@ -388,7 +388,10 @@ async fn connect_through_kubeconfig() {
     .unwrap();
     std::env::set_var("KUBECONFIG", &dead);
     let start = Instant::now();
-    let err = KubeCluster::connect(TTL, NEG_TTL).await.unwrap_err();
+    let err = format!(
+        "{:#}",
+        KubeCluster::connect(TTL, NEG_TTL).await.unwrap_err()
+    );
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",

@@ -10,7 +10,6 @@ use pullcheck::engine::FindingClass;
 use pullcheck::engine::{Checker, Context, ImageCheck};
 use pullcheck::kubelet::credentials::{Credential, DockerConfig, DockerConfigEntry, Keyring};
 use pullcheck::kubelet::platform::Platform;
-use pullcheck::metrics::Metrics;
 use pullcheck::registry::cache::CacheConfig;
 use pullcheck::registry::RegistryConfig;
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
@@ -32,13 +31,12 @@ fn config_for(reg: &TestRegistry) -> RegistryConfig {
     config
 }
 
-fn checker_with(reg: &TestRegistry, cache: CacheConfig) -> Checker {
-    Checker::from_config(config_for(reg), &cache, Arc::new(Metrics::default()))
-        .expect("checker builds")
+async fn checker_with(reg: &TestRegistry, cache: CacheConfig) -> Arc<Checker> {
+    support::engine::checker(config_for(reg), cache).await
 }
 
-fn checker(reg: &TestRegistry) -> Checker {
-    checker_with(reg, CacheConfig::default())
+async fn checker(reg: &TestRegistry) -> Arc<Checker> {
+    checker_with(reg, CacheConfig::default()).await
 }
 
 fn keyring(key: &str, user: &str, password: &str) -> Keyring {
@@ -88,7 +86,7 @@ async fn found_by_tag_digest_and_both() {
     let docker = reg
         .push_docker_image("team/legacy", Some("v1"), "linux/amd64")
         .await;
-    let c = checker(&reg);
+    let c = checker(&reg).await;
     let none = Keyring::new();
     let host = reg.host();
 
@@ -114,7 +112,7 @@ async fn not_found_classes_and_closest_tags() {
     let reg = start(false, Auth::None).await;
     reg.push_tags("team/web", &["1.24.0", "1.25.0", "1.25.1", "latest"])
         .await;
-    let c = checker(&reg);
+    let c = checker(&reg).await;
     let none = Keyring::new();
     let host = reg.host();
 
@@ -140,7 +138,7 @@ async fn tag_suggestions_among_many_tags() {
     let many: Vec<String> = (0..1005).map(|i| format!("build-{i:04}")).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
     reg.push_tags("team/ci", &refs).await;
-    let c = checker(&reg);
+    let c = checker(&reg).await;
     let r = check(
         &c,
         &format!("{}/team/ci:build-1004x", reg.host()),
@@ -200,12 +198,7 @@ async fn tag_listing_follows_link_pagination() {
     let mut config = RegistryConfig::default();
     config.host_mut(&host).plain_http = true;
     config.max_tag_pages = 3;
-    let c = Checker::from_config(
-        config,
-        &CacheConfig::default(),
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let c = support::engine::checker(config, CacheConfig::default()).await;
     // t8 is on the third page: found within the bound of 3 pages.
     let r = check(&c, &format!("{host}/x:t8x"), &Keyring::new()).await;
     assert_class(&r, FindingClass::TagNotFound);
@@ -222,7 +215,7 @@ async fn basic_auth_credentials() {
         .await;
     let host = reg.host();
     let image = format!("{host}/private/app:v1");
-    let c = checker(&reg);
+    let c = checker(&reg).await;
 
     let r = check(&c, &image, &Keyring::new()).await;
     assert_class(&r, FindingClass::Unauthorized);
@@ -263,7 +256,7 @@ async fn token_auth_credentials() {
         .await;
     let host = reg.host();
     let private = format!("{host}/private/app:v1");
-    let c = checker(&reg);
+    let c = checker(&reg).await;
 
     assert_ok(&check(&c, &format!("{host}/public/tool:v1"), &Keyring::new()).await);
 
@@ -324,7 +317,7 @@ async fn tenants_never_share_answers_or_tokens() {
     let anonymous = Keyring::new();
 
     // A with credentials, then B without, in one process: B is refused.
-    let c = checker(&reg);
+    let c = checker(&reg).await;
     assert_ok(&check(&c, &image, &alice).await);
     assert_class(
         &check(&c, &image, &anonymous).await,
@@ -336,7 +329,7 @@ async fn tenants_never_share_answers_or_tokens() {
     );
 
     // B first, then A: A is admitted (no negative answer leaks to A).
-    let c = checker(&reg);
+    let c = checker(&reg).await;
     assert_class(
         &check(&c, &image, &anonymous).await,
         FindingClass::Unauthorized,
@@ -344,7 +337,7 @@ async fn tenants_never_share_answers_or_tokens() {
     assert_ok(&check(&c, &image, &alice).await);
 
     // Interleaved under concurrency.
-    let c = Arc::new(checker(&reg));
+    let c = checker(&reg).await;
     let mut tasks = Vec::new();
     for i in 0..40 {
         let (c, image) = (Arc::clone(&c), image.clone());
@@ -381,7 +374,7 @@ async fn platforms_of_indexes_and_single_manifests() {
         .await;
     reg.push_image("single/arm", Some("v1"), "linux/arm64")
         .await;
-    let c = checker(&reg);
+    let c = checker(&reg).await;
     let none = Keyring::new();
     let arm64 = vec![Platform::new("linux", "arm64", None)];
     let both_wanted = vec![amd64()[0].clone(), arm64[0].clone()];
@@ -439,7 +432,8 @@ async fn one_head_when_token_is_warm_and_no_get_after_404() {
             negative_ttl: Duration::from_millis(1),
             ..CacheConfig::default()
         },
-    );
+    )
+    .await;
 
     reg.clear_requests().await;
     assert_ok(&check(&c, &image, &alice).await);
@@ -485,7 +479,7 @@ async fn concurrent_identical_lookups_cost_one_manifest_request() {
     reg.push_index("public/burst", "v1", &["linux/amd64", "linux/arm64"], false)
         .await;
     let image = format!("{}/public/burst:v1", reg.host());
-    let c = Arc::new(checker(&reg));
+    let c = checker(&reg).await;
     reg.clear_requests().await;
     let none = Keyring::new();
     let results = futures::future::join_all((0..100).map(|_| check(&c, &image, &none))).await;
@@ -503,12 +497,7 @@ async fn unreachable_registries_are_transient_and_named() {
     let name = support::unresolvable_name("registry");
     let mut config = RegistryConfig::default();
     config.host_mut(&name).plain_http = true;
-    let c = Checker::from_config(
-        config,
-        &CacheConfig::default(),
-        Arc::new(Metrics::default()),
-    )
-    .unwrap();
+    let c = support::engine::checker(config, CacheConfig::default()).await;
 
     // Connection refused: a registry that was there and is gone.
     let reg = start(false, Auth::None).await;
@@ -549,7 +538,8 @@ async fn deleted_tag_is_seen_after_the_negative_ttl() {
             negative_ttl: Duration::from_millis(200),
             ..CacheConfig::default()
         },
-    );
+    )
+    .await;
     let image = format!("{}/team/fresh:v1", reg.host());
     assert_class(
         &check(&c, &image, &Keyring::new()).await,

@@ -1061,7 +1061,7 @@ fn client_ca_component_requires_client_certificates_and_probes_move_to_plain_htt
         .into_iter()
         .map(String::from)
         .chain(args.iter().cloned());
-    if let Err(e) = <pullcheck::cli::Cli as clap::Parser>::try_parse_from(argv) {
+    if let Err(e) = <pullcheck::config::Cli as clap::Parser>::try_parse_from(argv) {
         panic!("serve refuses {args:?}: {e}");
     }
     assert_eq!(mode_from_args(&args).as_deref(), Some("warn"));
@@ -1435,7 +1435,7 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
     assert!(ok, "{text}");
 
     let out = dir.join("out");
-    let certs_args = pullcheck::certs::CertsArgs {
+    let certs_args = pullcheck::config::CertsArgs {
         service: "pullcheck".into(),
         namespace: "pullcheck".into(),
         out_dir: out.clone(),

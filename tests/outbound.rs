@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pullcheck::engine::Context;
 use pullcheck::engine::FindingClass;
-use pullcheck::engine::{Checker, Context};
 use pullcheck::kubelet::credentials::{Credential, Keyring};
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
@@ -473,12 +473,7 @@ async fn check_message(
     context: Context,
     deadline: Duration,
 ) -> (FindingClass, String, Duration) {
-    let checker = Checker::from_config(
-        config,
-        &CacheConfig::default(),
-        Arc::new(Metrics::default()),
-    )
-    .expect("checker");
+    let checker = support::engine::checker(config, CacheConfig::default()).await;
     let started = Instant::now();
     let r = checker
         .check(

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Context as _};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, ListParams};
 use moka::future::Cache;
@@ -261,29 +262,22 @@ impl KubeCluster {
     /// reported, not retried for minutes); then a quick probe (`GET /version` with a 3 s
     /// timeout). Err(reason) when there is no reachable cluster: the caller then serves with
     /// [`NoCluster`] and logs the reason.
-    pub async fn connect(ttl: Duration, negative_ttl: Duration) -> Result<Self, String> {
+    pub async fn connect(ttl: Duration, negative_ttl: Duration) -> anyhow::Result<Self> {
         // kube's rustls connector needs a process-wide provider; "already installed" is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut config =
             match tokio::time::timeout(CONNECT_PROBE_TIMEOUT, kube::Config::infer()).await {
                 Ok(Ok(config)) => config,
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "no Kubernetes client configuration: {}",
-                        described(&e)
-                    ))
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "reading the Kubernetes client configuration took over {} s",
-                        CONNECT_PROBE_TIMEOUT.as_secs()
-                    ))
-                }
+                Ok(Err(e)) => bail!("no Kubernetes client configuration: {}", described(&e)),
+                Err(_) => bail!(
+                    "reading the Kubernetes client configuration took over {} s",
+                    CONNECT_PROBE_TIMEOUT.as_secs()
+                ),
             };
         config.default_retry = false;
         let url = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|e| {
-            format!(
+            anyhow!(
                 "cannot build a Kubernetes client for {url}: {}",
                 described(&e)
             )
@@ -291,7 +285,7 @@ impl KubeCluster {
         let what = format!("GET {url} /version");
         let info = timed(&what, CONNECT_PROBE_TIMEOUT, client.apiserver_version())
             .await
-            .map_err(|e| format!("Kubernetes API server not reachable: {e}"))?;
+            .context("Kubernetes API server not reachable")?;
         tracing::info!(server = %url, version = %info.git_version, "connected to the Kubernetes API server");
         Ok(Self::new(client, ttl, negative_ttl))
     }

@@ -25,7 +25,7 @@ use crate::text::glob_match;
 
 /// What to do with Pods owned by a controller (their template was checked when the
 /// Deployment, Job, … was admitted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OwnedPods {
     /// Check them like any Pod, in the route's mode.

@@ -178,6 +178,11 @@ impl Checker {
         }
     }
 
+    /// The result cache the checker asks (its registry answers).
+    pub fn cache(&self) -> &CachedRegistry {
+        &self.registry
+    }
+
     fn verdict_key(
         &self,
         image: &str,

@@ -11,8 +11,6 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 const DOCKER_HUB_REGISTRY_HOST: &str = "registry-1.docker.io";
@@ -236,45 +234,6 @@ pub enum ReferenceError {
     UnsupportedDigestAlgorithm { algorithm: String },
     #[error("invalid reference format: {input:?}")]
     InvalidFormat { input: String },
-}
-
-/// One line of `pullcheck reference --json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ReferenceReport {
-    pub input: String,
-    pub valid: bool,
-    pub error: Option<String>,
-    pub domain: Option<String>,
-    pub path: Option<String>,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-    pub canonical: Option<String>,
-}
-
-/// Parses `input` and reports the outcome as plain data.
-pub fn report(input: &str) -> ReferenceReport {
-    match ImageRef::parse(input) {
-        Ok(r) => ReferenceReport {
-            input: input.to_owned(),
-            valid: true,
-            error: None,
-            canonical: Some(r.canonical()),
-            domain: Some(r.domain),
-            path: Some(r.path),
-            tag: r.tag,
-            digest: r.digest,
-        },
-        Err(e) => ReferenceReport {
-            input: input.to_owned(),
-            valid: false,
-            error: Some(e.to_string()),
-            domain: None,
-            path: None,
-            tag: None,
-            digest: None,
-            canonical: None,
-        },
-    }
 }
 
 /// splitDockerDomain, with the remainder kept as a slice of the input: the "library/" prefix
@@ -621,7 +580,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use rstest::rstest;
-    use serde_json::json;
 
     use super::*;
 
@@ -906,28 +864,6 @@ mod tests {
     fn messages(#[case] input: String, #[case] message: &str) {
         let err = ImageRef::parse(&input).err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some(message));
-    }
-
-    #[test]
-    fn report_json_shape() {
-        let ok = serde_json::to_value(report("nginx:1.25")).unwrap_or_default();
-        assert_eq!(
-            ok,
-            json!({
-                "input": "nginx:1.25", "valid": true, "error": null,
-                "domain": "docker.io", "path": "library/nginx", "tag": "1.25",
-                "digest": null, "canonical": "docker.io/library/nginx:1.25",
-            })
-        );
-        let bad = serde_json::to_value(report("Nginx")).unwrap_or_default();
-        assert_eq!(
-            bad,
-            json!({
-                "input": "Nginx", "valid": false,
-                "error": "repository name must be lowercase: \"Nginx\"",
-                "domain": null, "path": null, "tag": null, "digest": null, "canonical": null,
-            })
-        );
     }
 
     /// Random strings over the characters that matter: no panic, bounded messages, and every

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::{anyhow, Context as _};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,9 +56,9 @@ fn now() -> u64 {
 impl DiskCache {
     /// Opens (or creates) the cache in `dir`. A missing, corrupt or older file is an empty
     /// cache, not an error; an unusable directory is.
-    pub fn open(dir: &Path, inner: Arc<dyn Registry>, ttl: Duration) -> Result<Self, String> {
+    pub fn open(dir: &Path, inner: Arc<dyn Registry>, ttl: Duration) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         let secret = load_or_create_key(&dir.join(KEY_FILE))?;
         let state = crate::files::read_small(&dir.join(FILE), MAX_FILE_BYTES)
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
@@ -122,15 +123,15 @@ impl DiskCache {
     }
 }
 
-fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
+fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     if let Some(bytes) = crate::files::read_small(path, 64) {
         if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(key);
         }
     }
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| format!("no randomness for the cache key: {e}"))?;
-    write_private(path, &key).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness for the cache key: {e}"))?;
+    write_private(path, &key).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
 }
 

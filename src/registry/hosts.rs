@@ -12,6 +12,7 @@
 //! Teredo): a resolver or a user may hand out any of them, and the host's network stack or
 //! a translator on the path delivers them to the IPv4 address.
 
+use anyhow::anyhow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Cloud metadata and host endpoints outside 169.254.0.0/16 (which is blocked whole).
@@ -233,10 +234,10 @@ pub fn validate_glob(glob: &str) -> Result<String, String> {
 }
 
 /// Checks every glob of one setting; the error names the setting and the glob.
-pub fn validate_globs(globs: &[String], setting: &str) -> Result<Vec<String>, String> {
+pub fn validate_globs(globs: &[String], setting: &str) -> anyhow::Result<Vec<String>> {
     globs
         .iter()
-        .map(|g| validate_glob(g).map_err(|why| format!("{setting}: host glob {g:?} {why}")))
+        .map(|g| validate_glob(g).map_err(|why| anyhow!("{setting}: host glob {g:?} {why}")))
         .collect()
 }
 
@@ -379,7 +380,8 @@ mod tests {
             &["ok.example".into(), "deny.example.".into()],
             "--deny-host",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "--deny-host: host glob \"deny.example.\" ends with a dot: host names are compared without it (write \"deny.example\")"

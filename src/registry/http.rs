@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{bail, Context as _};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
@@ -151,7 +152,7 @@ struct Pair {
 }
 
 impl Pair {
-    fn build(transport: &TransportConfig, cas: &[Vec<u8>]) -> Result<Self, String> {
+    fn build(transport: &TransportConfig, cas: &[Vec<u8>]) -> anyhow::Result<Self> {
         Ok(Self {
             pooled: build_client(transport, cas, true)?,
             unpooled: build_client(transport, cas, false)?,
@@ -168,7 +169,7 @@ impl HttpClients {
         transport: &TransportConfig,
         global_cas: &[Vec<u8>],
         host_cas: &HashMap<String, Vec<Vec<u8>>>,
-    ) -> Result<Self, String> {
+    ) -> anyhow::Result<Self> {
         let default = Pair::build(transport, global_cas)?;
         let mut per_host = HashMap::new();
         for (host, cas) in host_cas {
@@ -197,13 +198,13 @@ fn build_client(
     transport: &TransportConfig,
     cas: &[Vec<u8>],
     pooled: bool,
-) -> Result<reqwest::Client, String> {
+) -> anyhow::Result<reqwest::Client> {
     let mut certs = Vec::new();
     for pem in cas {
-        let parsed = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| format!("invalid CA certificate PEM: {e}"))?;
+        let parsed =
+            reqwest::Certificate::from_pem_bundle(pem).context("invalid CA certificate PEM")?;
         if parsed.is_empty() {
-            return Err("CA file holds no PEM certificate".into());
+            bail!("CA file holds no PEM certificate");
         }
         certs.extend(parsed);
     }
@@ -221,7 +222,7 @@ fn build_client(
         })
         .tls_certs_merge(certs)
         .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+        .context("cannot build HTTP client")
 }
 
 /// Maps a transport error to its class, naming `host` (the one that failed) and, for a

@@ -157,7 +157,7 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    pub fn new(config: RegistryConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(config: RegistryConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let transport = TransportConfig {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,

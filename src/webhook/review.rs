@@ -170,14 +170,13 @@ fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
 mod tests {
     use super::*;
     use crate::cluster::{Cluster, ClusterError, InMemoryCluster, SecretData};
-    use crate::engine::{Checker, Settings};
-    use crate::kubelet::credentials::{Credential, Keyring};
+    use crate::config::assemble::{self, ClusterWiring, Wiring};
+    use crate::config::EngineConfig;
+    use crate::engine::Settings;
+    use crate::kubelet::credentials::Credential;
     use crate::kubelet::{ImageRef, Platform};
     use crate::metrics::Metrics;
-    use crate::registry::cache::{CacheConfig, CachedRegistry};
-    use crate::registry::{
-        AuthProblem, ImagePlatforms, Registry, RegistryConfig, RegistryError, Resolved,
-    };
+    use crate::registry::{AuthProblem, ImagePlatforms, Registry, RegistryError, Resolved};
     use async_trait::async_trait;
     use kube::core::admission::AdmissionReview;
     use std::sync::Arc;
@@ -224,26 +223,25 @@ mod tests {
         }
     }
 
-    fn engine(cluster: Arc<dyn Cluster>) -> Engine {
-        let metrics = Arc::new(Metrics::default());
-        let cached = CachedRegistry::new(
-            Arc::new(Fake),
-            &CacheConfig::default(),
-            Arc::clone(&metrics),
-        );
-        Engine::new(
-            Arc::new(Checker::new(
-                Arc::new(cached),
-                Arc::new(RegistryConfig::default()),
-            )),
-            cluster,
-            Arc::new(Keyring::new()),
-            Settings {
+    async fn engine(cluster: Arc<dyn Cluster>) -> Arc<Engine> {
+        engine_with(cluster, Settings::default()).await
+    }
+
+    /// The engine over [`Fake`], in enforce mode by default.
+    async fn engine_with(cluster: Arc<dyn Cluster>, settings: Settings) -> Arc<Engine> {
+        let config = EngineConfig {
+            settings: Settings {
                 default_mode: Mode::Enforce,
-                ..Settings::default()
+                ..settings
             },
-            metrics,
-        )
+            ..EngineConfig::default()
+        };
+        let wiring = Wiring::new(ClusterWiring::Given(cluster), Arc::new(Metrics::default()))
+            .with_registry(Arc::new(Fake));
+        assemble::engine(&config, wiring)
+            .await
+            .expect("engine")
+            .engine
     }
 
     /// A CREATE of `object` in namespace "ns", as the API server sends it.
@@ -298,7 +296,7 @@ mod tests {
     #[tokio::test]
     async fn missing_secret_is_named_when_the_image_needs_it() {
         let cluster = Arc::new(InMemoryCluster::new());
-        let w = engine(cluster.clone());
+        let w = engine(cluster.clone()).await;
         let resp = review(&w, &pod_review("r.example/private/app:1", &["later"])).await;
         assert!(!resp.allowed);
         assert!(
@@ -425,7 +423,7 @@ mod tests {
         cluster
             .inner
             .put_service_account("ns", "builder", &["regcred"]);
-        let w = engine(cluster.clone());
+        let w = engine(cluster.clone()).await;
         let pod = pod_review("r.example/private/app:1", &["regcred"]);
 
         assert!(!review(&w, &pod).await.allowed, "bob is refused");
@@ -456,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn changed_secrets_are_read_again() {
         let cluster = Arc::new(InMemoryCluster::new());
-        let w = engine(cluster.clone());
+        let w = engine(cluster.clone()).await;
         let image = "r.example/private/app:1";
         let put = |user: &str| {
             cluster.put_secret(
@@ -498,7 +496,7 @@ mod tests {
             "other",
             SecretData::for_registry("elsewhere.example", "alice", "pw"),
         );
-        let w = engine(cluster);
+        let w = engine(cluster).await;
         let resp = review(&w, &pod_review("r.example/private/app:1", &[])).await;
         assert!(!resp.allowed);
         let m = &resp.result.message;
@@ -514,7 +512,7 @@ mod tests {
         cluster.fail_with(Some(crate::cluster::ClusterError::Unavailable {
             detail: "connection refused".into(),
         }));
-        let w = engine(cluster);
+        let w = engine(cluster).await;
         let resp = review(&w, &pod_review("r.example/private/app:1", &["regcred"])).await;
         assert!(resp.allowed, "{}", resp.result.message);
         assert!(resp.warnings.unwrap()[0].contains("could not read the pull secrets"));
@@ -523,12 +521,16 @@ mod tests {
     #[tokio::test]
     async fn image_exemptions_and_audit_annotations() {
         let cluster = Arc::new(InMemoryCluster::new());
-        let mut w = engine(cluster);
+        let w = engine(cluster.clone()).await;
         let resp = review(&w, &pod_review("r.example/public/app:missing", &[])).await;
         assert!(!resp.allowed);
         assert!(resp.audit_annotations["findings"].contains("tag_not_found"));
         assert_eq!(resp.audit_annotations["mode"], "enforce");
-        w.settings.exempt_images = vec!["r.example/public/*".into()];
+        let exempt = Settings {
+            exempt_images: vec!["r.example/public/*".into()],
+            ..Settings::default()
+        };
+        let w = engine_with(cluster, exempt).await;
         let resp = review(&w, &pod_review("r.example/public/app:missing", &[])).await;
         assert!(resp.allowed);
     }

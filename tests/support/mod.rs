@@ -18,6 +18,7 @@
 
 pub mod apiserver;
 pub mod bad_registry;
+pub mod engine;
 mod push;
 pub mod redirect;
 mod registry;

@@ -16,7 +16,7 @@ use pullcheck::kubelet::credentials::{
 };
 use pullcheck::kubelet::manifest;
 use pullcheck::kubelet::platform::{self, Platform};
-use pullcheck::kubelet::reference::{self, ImageRef};
+use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::kubelet::workload::{
     self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind,
 };
@@ -50,14 +50,14 @@ fn text(data: &[u8]) -> String {
 // Image references
 // ---------------------------------------------------------------------------------------------
 
-/// `ImageRef::parse` and `reference::report` on the input (lossily decoded as UTF-8).
+/// `ImageRef::parse` and `ci::reference::report` on the input (lossily decoded as UTF-8).
 pub fn reference(data: &[u8]) {
     check_reference(&text(data));
 }
 
 fn check_reference(input: &str) -> Option<ImageRef> {
     let parsed = ImageRef::parse(input);
-    let report = reference::report(input);
+    let report = pullcheck::ci::reference::report(input);
     assert_eq!(report.valid, parsed.is_ok(), "report disagrees with parse");
     match parsed {
         Ok(r) => {

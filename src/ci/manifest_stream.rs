@@ -25,21 +25,20 @@ use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::manifest_serde::{
+use crate::ci::manifest_serde::{
     Fields, ItemsSeen, JsonElements, Probe, Root, RootSeed, YamlElements, STOPPED,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use crate::input::Input;
+use crate::ci::input::Input;
+use crate::ci::manifests::{Document, InputError, LineIndex, Source};
+use crate::config::yaml::{strip_location, yaml_message, yaml_options};
 use crate::kubelet::workload::WorkloadKind;
-use crate::manifests::{Document, InputError, LineIndex, Source};
 
 /// Parsed but unreported objects, by source bytes.
 pub const IN_FLIGHT_BYTES: usize = 16 << 20;
 /// Parsed but unreported objects, by count.
 pub const IN_FLIGHT_OBJECTS: usize = 256;
-/// Nesting accepted in YAML, as serde_json's recursion limit for JSON.
-const MAX_DEPTH: usize = 128;
 /// Stack of the parser threads: 128 levels of serde recursion in a debug build.
 const PARSER_STACK: usize = 32 << 20;
 
@@ -425,7 +424,7 @@ fn top_documents(source: &Source, errors: &mut Vec<InputError>) -> Vec<TopDocume
                     line: Some(e.line()),
                     message: crate::text::truncate(
                         &format!("invalid JSON: {e}"),
-                        crate::manifests::MESSAGE_LIMIT,
+                        crate::text::MESSAGE_LIMIT,
                     ),
                 });
                 break;
@@ -485,63 +484,9 @@ fn json_error(source: &Source, top: &TopDocument, e: &serde_json::Error) -> Inpu
         line: Some(line),
         message: crate::text::truncate(
             &format!("invalid JSON: {}", strip_location(&e.to_string())),
-            crate::manifests::MESSAGE_LIMIT,
+            crate::text::MESSAGE_LIMIT,
         ),
     }
-}
-
-/// Options for one YAML document of `bytes` bytes: what it can hold without aliases fits
-/// twice over; aliases may replay at most about half its size in events.
-pub fn yaml_options(bytes: usize) -> serde_saphyr::Options {
-    let room = bytes.saturating_add(4096);
-    serde_saphyr::options! {
-        with_snippet: false,
-        // YAML 1.1 numbers as kubectl reads them (`defaultMode: 0644` is 420).
-        legacy_octal_numbers: true,
-        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
-        budget: serde_saphyr::budget! {
-            max_reader_input_bytes: None,
-            max_events: room.saturating_mul(4),
-            max_nodes: room.saturating_mul(2),
-            max_total_scalar_bytes: room.saturating_mul(2),
-            max_depth: MAX_DEPTH,
-        },
-        alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: room / 2,
-        },
-    }
-}
-
-/// The message of a YAML error, in the file's numbering and in our words for the limits.
-pub fn yaml_message(e: &serde_saphyr::Error) -> String {
-    use serde_saphyr::budget::BudgetBreach;
-    use serde_saphyr::Error as E;
-    let mut e = e;
-    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
-        e = error;
-    }
-    let message = match e {
-        E::AliasReplayLimitExceeded { .. }
-        | E::AliasExpansionLimitExceeded { .. }
-        | E::AliasReplayStackDepthExceeded { .. } => {
-            "YAML aliases expand beyond the document's own size (a \"billion laughs\" bomb?): \
-             refused"
-                .to_string()
-        }
-        E::Budget { breach, .. } => match breach {
-            BudgetBreach::Depth { .. } => {
-                format!("YAML nested deeper than {MAX_DEPTH} levels: refused")
-            }
-            BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. } => {
-                "too many YAML anchors or aliases (a YAML bomb?): refused".to_string()
-            }
-            _ => "YAML aliases expand beyond twice the document's size (a \"billion laughs\" \
-                  bomb?): refused"
-                .to_string(),
-        },
-        _ => format!("invalid YAML: {}", strip_location(&e.to_string())),
-    };
-    crate::text::truncate(&message, crate::manifests::MESSAGE_LIMIT)
 }
 
 fn yaml_error(source: &Source, top: &TopDocument, e: &serde_saphyr::Error) -> InputError {
@@ -555,14 +500,6 @@ fn yaml_error(source: &Source, top: &TopDocument, e: &serde_saphyr::Error) -> In
         file: source.name.to_string(),
         line: line.or(Some(top.line)),
         message: yaml_message(e),
-    }
-}
-
-/// Parsers append "at line N column M" in their own numbering; ours is the file's.
-fn strip_location(message: &str) -> &str {
-    match message.find(" at line ") {
-        Some(i) => &message[..i],
-        None => message,
     }
 }
 

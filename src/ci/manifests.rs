@@ -2,8 +2,8 @@
 //! JSON, `kind: List`; whatever `kustomize build` or `helm template` prints. Every object
 //! keeps its file and the bytes it came from, so findings point at the line of the image.
 //!
-//! Reading is [`crate::input`] (regular files only, bounded); parsing is
-//! [`crate::manifest_stream`] (two linear passes, Lists streamed).
+//! Reading is [`crate::ci::input`] (regular files only, bounded); parsing is
+//! [`crate::ci::manifest_stream`] (two linear passes, Lists streamed).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -13,13 +13,6 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::cluster::{InMemoryCluster, SecretData};
-
-/// Longest sentence `check` writes (messages may quote the input, and an input can hold a
-/// 50 MB image string).
-pub const MESSAGE_LIMIT: usize = 2048;
-/// Longest single value `check` writes (image, name, …): beyond any valid reference (a
-/// 255-byte name, a 128-byte tag and a digest).
-pub const FIELD_LIMIT: usize = 1024;
 
 /// One input's text, with its line index.
 #[derive(Debug)]
@@ -176,7 +169,7 @@ pub fn load_cluster(
                     line: Some(doc.line),
                     message: crate::text::truncate(
                         &format!("Secret {}/{}: {message}", quote(ns), quote(&name)),
-                        MESSAGE_LIMIT,
+                        crate::text::MESSAGE_LIMIT,
                     ),
                 }),
             },
@@ -230,11 +223,11 @@ fn secret_data(v: &Value) -> Result<SecretData, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest_stream::collect;
+    use crate::ci::manifest_stream::collect;
 
     /// (cluster objects, workloads, errors) of one input.
     fn parse(name: &str, text: &str) -> (Vec<Document>, Vec<Document>, Vec<InputError>) {
-        let c = collect(vec![crate::input::Input {
+        let c = collect(vec![crate::ci::input::Input {
             name: name.into(),
             text: text.into(),
             json: name.ends_with(".json"),

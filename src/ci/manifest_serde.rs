@@ -1,4 +1,4 @@
-//! The serde side of [`crate::manifest_stream`]: visitors that read only the fields a pass
+//! The serde side of [`crate::ci::manifest_stream`]: visitors that read only the fields a pass
 //! needs, stream the items of `items:` to a callback with their byte offsets (YAML through
 //! serde-saphyr's spans, JSON through raw values borrowed from the text), and ignore the
 //! rest without building it.
@@ -10,7 +10,7 @@ use serde::de::{
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::manifests::Source;
+use crate::ci::manifests::Source;
 
 /// The fields pass 1 keeps of an object: enough to classify it and to load the cluster.
 #[derive(Debug, Default)]

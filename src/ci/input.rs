@@ -19,16 +19,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::ci::manifests::InputError;
 use crate::files::{self, kind_of, open_nonblocking, Unread};
-use crate::manifests::InputError;
 use crate::text::describe_bytes;
-
-/// Default cap on one input: a rendered chart or `kubectl get -o yaml` of a large
-/// namespace fits many times over (a 100,000-Pod List is ~58 MB), and a run stays within a
-/// few hundred MiB of memory on a CI runner.
-pub const DEFAULT_MAX_INPUT_BYTES: u64 = 64 << 20;
-/// Largest cap accepted: line positions are kept as 32-bit offsets.
-pub const MAX_INPUT_BYTES_LIMIT: u64 = u32::MAX as u64;
 
 /// One input's text.
 #[derive(Debug)]
@@ -293,9 +286,4 @@ fn is_manifest_name(p: &Path) -> bool {
         p.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml" | "json")
     )
-}
-
-/// `--max-input-bytes`: a size up to [`MAX_INPUT_BYTES_LIMIT`].
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    crate::text::parse_bytes(s, MAX_INPUT_BYTES_LIMIT)
 }

@@ -1,162 +1,52 @@
-//! `pullcheck check PATH…`: the webhook's decision path over manifests, before apply.
-//! Objects are evaluated by [`Engine::evaluate`] in enforce mode against an in-memory cluster
-//! filled with the input's Secrets and ServiceAccounts, so a finding reads the same here as
-//! in `kubectl apply`.
+//! What `check` writes: per object (its findings at the line of the image, resolved images,
+//! advisories) or per `--image`, as text, JSON lines or GitHub Actions workflow commands;
+//! and unreadable inputs. Every value from the input is clipped ([`FIELD_LIMIT`],
+//! [`MESSAGE_LIMIT`]) and escaped for its format.
 
 use std::borrow::Cow;
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::time::Instant;
 
-use crate::engine::policy::{Action, Mode};
-use crate::engine::{Engine, Evaluation, Subject};
-use crate::kubelet::workload::WorkloadKind;
-use crate::manifest_stream::Item;
-use crate::manifests::{Document, InputError, FIELD_LIMIT, MESSAGE_LIMIT};
-use crate::text::clip;
+use super::manifests::{Document, InputError};
+use crate::config::Format;
+use crate::engine::{Action, Actions, Evaluation, ImageCheck};
+use crate::text::{clip, FIELD_LIMIT, MESSAGE_LIMIT};
 
-/// Output formats of `check`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-    /// GitHub Actions workflow commands (`::error file=…,line=…::…`).
-    Github,
+/// One object and what its evaluation found.
+pub(super) struct Report {
+    pub(super) doc: Document,
+    pub(super) eval: Evaluation,
 }
 
-/// What a run found, for the exit code.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    pub objects: usize,
-    pub images: usize,
-    pub skipped: usize,
-    /// Findings the webhook would deny in enforce mode.
-    pub failing: usize,
-    /// Findings admitted with a warning (transient), and advisories.
-    pub warnings: usize,
-    /// Inputs or documents that could not be read.
-    pub input_errors: usize,
-}
-
-struct Report {
-    doc: Document,
-    eval: Evaluation,
-}
-
-/// How `check` evaluates and writes.
-pub struct Run<'a> {
-    pub engine: &'a Engine,
-    pub default_namespace: &'a str,
-    pub timeout: Duration,
-    pub concurrency: usize,
-    pub format: Format,
-}
-
-/// Evaluates the workloads of `items` as they arrive, `concurrency` at once, and writes
-/// each report as soon as it and those before it are done (input order). `expected`
-/// workloads are announced by the progress line.
-pub async fn check_stream(
-    run: &Run<'_>,
-    mut items: mpsc::Receiver<(Item, OwnedSemaphorePermit)>,
-    expected: usize,
+/// Writes the report of one object in `format`.
+pub(super) fn write_report(
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Tally> {
-    let mut tally = Tally::default();
-    let done = Arc::new(AtomicUsize::new(0));
-    let progress = progress_reporter(Arc::clone(&done), expected);
-    let reports = futures::stream::poll_fn(|cx| items.poll_recv(cx))
-        .map(|(item, permit)| {
-            let done = Arc::clone(&done);
-            async move {
-                let doc = match item {
-                    Item::Error(e) => return (Err(e), permit),
-                    Item::Object(doc) => doc,
-                };
-                let eval = evaluate(run, &doc).await;
-                done.fetch_add(1, Ordering::Relaxed);
-                (Ok(Report { doc, eval }), permit)
-            }
-        })
-        .buffered(run.concurrency.max(1));
-    futures::pin_mut!(reports);
-    let mut last_file: Option<Arc<str>> = None;
-    let actions = &run.engine.settings.actions;
-    let mut written = Ok(());
-    while let Some((report, _permit)) = reports.next().await {
-        let r = match report {
-            Err(e) => {
-                tally.input_errors += 1;
-                written = written.and(write_input_errors(out, err, &[e], &[], run.format));
-                continue;
-            }
-            Ok(r) => r,
-        };
-        tally.objects += 1;
-        tally.images += r.eval.uses.len();
-        for f in &r.eval.findings {
-            match actions.of(f.finding.class) {
-                Action::Deny => tally.failing += 1,
-                _ => tally.warnings += 1,
-            }
-        }
-        tally.warnings += r.eval.advisories.len();
-        // A closed pipe stops the writing, not the counting (the exit code stays right).
-        if written.is_ok() {
-            written = match run.format {
-                Format::Text => write_text(out, &r, actions, &mut last_file),
-                Format::Json => write_json(out, &r, actions),
-                Format::Github => write_github(out, &r, actions),
-            };
-        }
+    r: &Report,
+    format: Format,
+    actions: &Actions,
+    last_file: &mut Option<Arc<str>>,
+) -> std::io::Result<()> {
+    match format {
+        Format::Text => write_text(out, r, actions, last_file),
+        Format::Json => write_json(out, r, actions),
+        Format::Github => write_github(out, r, actions),
     }
-    if let Some(p) = progress {
-        p.abort();
-        eprint!("\r\x1b[K");
-    }
-    written.map(|()| tally)
 }
 
-async fn evaluate(run: &Run<'_>, doc: &Document) -> Evaluation {
-    let (group, kind) = doc.group_kind();
-    let kind = WorkloadKind::from_group_kind(group, kind).unwrap_or(WorkloadKind::Pod);
-    let subject = Subject {
-        kind,
-        namespace: doc.namespace().unwrap_or(run.default_namespace),
-        name: doc.name(),
-        workload: crate::kubelet::workload::decode(kind, &doc.value),
-        old: None,
-        ephemeral: false,
-        // Nothing ran ServiceAccount admission on manifests: apply it here.
-        service_account_rule: true,
-    };
-    run.engine
-        .evaluate(&subject, Mode::Enforce, Instant::now() + run.timeout)
-        .await
-}
-
-fn progress_reporter(done: Arc<AtomicUsize>, total: usize) -> Option<tokio::task::JoinHandle<()>> {
-    // Reports stream to standard output: a progress line only when they go elsewhere.
-    if !std::io::stderr().is_terminal() || std::io::stdout().is_terminal() || total < 2 {
-        return None;
+/// Writes the verdict on one `--image` in `format`.
+pub(super) fn write_image(
+    out: &mut dyn Write,
+    r: &ImageCheck,
+    format: Format,
+    actions: &Actions,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", json_line(r)),
+        Format::Text => write_image_text(out, r),
+        Format::Github => write_github_image(out, r, actions),
     }
-    Some(tokio::spawn(async move {
-        // Only when it runs long enough to wonder.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        loop {
-            eprint!(
-                "\r\x1b[Kpullcheck: {}/{total} objects checked",
-                done.load(Ordering::Relaxed)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }))
 }
 
 fn line_of(r: &Report, image: &str) -> usize {
@@ -184,7 +74,7 @@ fn sentence(s: &str) -> Cow<'_, str> {
 fn write_text(
     out: &mut dyn Write,
     r: &Report,
-    actions: &crate::engine::policy::Actions,
+    actions: &Actions,
     last_file: &mut Option<Arc<str>>,
 ) -> std::io::Result<()> {
     if r.eval.uses.is_empty() && r.eval.findings.is_empty() && r.eval.advisories.is_empty() {
@@ -228,11 +118,7 @@ fn write_text(
     Ok(())
 }
 
-fn write_json(
-    out: &mut dyn Write,
-    r: &Report,
-    actions: &crate::engine::policy::Actions,
-) -> std::io::Result<()> {
+fn write_json(out: &mut dyn Write, r: &Report, actions: &Actions) -> std::io::Result<()> {
     let object = json!({
         "kind": field(r.doc.group_kind().1),
         "namespace": r.doc.namespace().map(field),
@@ -292,11 +178,7 @@ pub fn gh_property(s: &str) -> String {
     gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-fn write_github(
-    out: &mut dyn Write,
-    r: &Report,
-    actions: &crate::engine::policy::Actions,
-) -> std::io::Result<()> {
+fn write_github(out: &mut dyn Write, r: &Report, actions: &Actions) -> std::io::Result<()> {
     let file = gh_property(&r.doc.file);
     let subject = field(&r.eval.subject);
     for f in &r.eval.findings {
@@ -370,6 +252,98 @@ pub fn write_input_errors(
                 )?;
             }
         }
+    }
+    Ok(())
+}
+
+fn write_github_image(
+    out: &mut dyn Write,
+    r: &ImageCheck,
+    actions: &Actions,
+) -> std::io::Result<()> {
+    if let Some(f) = &r.finding {
+        let level = if actions.of(f.class) == Action::Deny {
+            "error"
+        } else {
+            "warning"
+        };
+        let hint = f
+            .hint
+            .as_ref()
+            .map(|h| format!("; fix: {h}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "::{level} title=pullcheck {}::{}",
+            f.class,
+            gh_data(&clip(
+                &format!("{}: {}{hint}", clip(&r.image, FIELD_LIMIT), f.message),
+                MESSAGE_LIMIT
+            ))
+        )?;
+    }
+    Ok(())
+}
+
+/// One line of `check --format json`.
+pub fn json_line(r: &ImageCheck) -> String {
+    let resolved = r.resolved.as_ref();
+    let field = |s: &str| clip(s, FIELD_LIMIT).into_owned();
+    let sentence = |s: &str| clip(s, MESSAGE_LIMIT).into_owned();
+    let value = serde_json::json!({
+        "image": field(&r.image),
+        "canonical": r.canonical.as_deref().map(field),
+        "verdict": r.verdict(),
+        "digest": resolved.map(|x| field(&x.digest)),
+        "platforms": resolved.map(|x| x.platforms.platforms.iter().map(|p| field(&p.to_string())).collect::<Vec<_>>()).unwrap_or_default(),
+        "message": r.finding.as_ref().map(|f| sentence(&f.message)),
+        "hint": r.finding.as_ref().and_then(|f| f.hint.as_deref()).map(sentence),
+        "missing_platforms": r.missing_platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "credential_source": r.credential_source.as_deref().map(field),
+        "stale_age_seconds": r.stale_age.map(|d| d.as_secs_f64()),
+        "notes": r.notes.iter().map(|n| sentence(n)).collect::<Vec<_>>(),
+    });
+    value.to_string()
+}
+
+fn write_image_text(out: &mut dyn Write, r: &ImageCheck) -> std::io::Result<()> {
+    let image = clip(&r.image, FIELD_LIMIT);
+    match &r.finding {
+        None => writeln!(out, "ok    {image}")?,
+        Some(f) => writeln!(
+            out,
+            "FAIL  {image}\n      {}: {}",
+            f.class,
+            clip(&f.message, MESSAGE_LIMIT)
+        )?,
+    }
+    if let Some(h) = r.finding.as_ref().and_then(|f| f.hint.as_ref()) {
+        writeln!(out, "      fix: {}", clip(h, MESSAGE_LIMIT))?;
+    }
+    if let (Some(c), Some(res)) = (&r.canonical, &r.resolved) {
+        let platforms: Vec<String> = res
+            .platforms
+            .platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        writeln!(
+            out,
+            "      {c} -> {} ({})",
+            res.digest,
+            platforms.join(", ")
+        )?;
+    }
+    if !r.missing_platforms.is_empty() {
+        let missing: Vec<String> = r
+            .missing_platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        writeln!(out, "      note: no variant for {}", missing.join(", "))?;
+    }
+    for n in &r.notes {
+        writeln!(out, "      note: {}", clip(n, MESSAGE_LIMIT))?;
     }
     Ok(())
 }

@@ -1,0 +1,23 @@
+//! `pullcheck check` and `pullcheck reference`: the engine over manifests in CI.
+//!
+//! - [`input`]: what is read (regular files only, bounded, links inside the tree);
+//! - [`manifests`], [`manifest_stream`] (with its serde visitors): objects and their lines,
+//!   parsed in two linear passes with Lists streamed, Secrets and ServiceAccounts for the
+//!   in-memory cluster;
+//! - [`check`]: the check command (its engine built by [`crate::config::assemble`]);
+//! - [`report`]: what it writes (text, JSON lines, GitHub annotations);
+//! - [`reference`]: the reference command.
+//!
+//! Depends on: [`crate::config`], [`crate::engine`] and everything below them. Never on
+//! `webhook`.
+
+pub mod check;
+pub mod input;
+mod manifest_serde;
+pub mod manifest_stream;
+pub mod manifests;
+pub mod reference;
+pub mod report;
+
+pub use check::run_check;
+pub use reference::run_reference;

@@ -1,0 +1,154 @@
+//! The one assembly: the engine built from the resolved configuration — registry (over the
+//! network, behind the disk cache when configured), result cache, checker, cluster, node
+//! keyring, settings, metrics. `serve`, `check`, the examples, the benchmarks and the tests
+//! all build it here, so none of them wires the engine its own way.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use super::resolved::{ClusterConfig, EngineConfig};
+use crate::cluster::{Cluster, KubeCluster, NoCluster};
+use crate::engine::{Checker, Engine};
+use crate::kubelet::credentials::{self, Keyring};
+use crate::metrics::Metrics;
+use crate::registry::cache::CachedRegistry;
+use crate::registry::disk::DiskCache;
+use crate::registry::{Distribution, Registry};
+
+/// What the engine is wired to besides its configuration.
+pub struct Wiring {
+    pub cluster: ClusterWiring,
+    pub metrics: Arc<Metrics>,
+    /// The registries behind the result cache: `None` speaks the distribution API over the
+    /// network (through the disk cache when configured); examples, benchmarks and tests
+    /// give a double.
+    pub registry: Option<Arc<dyn Registry>>,
+}
+
+impl Wiring {
+    /// The registries over the network, and `cluster`.
+    pub fn new(cluster: ClusterWiring, metrics: Arc<Metrics>) -> Self {
+        Self {
+            cluster,
+            metrics,
+            registry: None,
+        }
+    }
+
+    /// A registry of one's own behind the result cache (a double).
+    pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+}
+
+/// Where the engine reads Secrets, ServiceAccounts and Nodes.
+pub enum ClusterWiring {
+    /// `serve`: as configured ([`discover`]).
+    Configured(ClusterConfig),
+    /// `check`'s in-memory cluster, filled from its manifests; a test's.
+    Given(Arc<dyn Cluster>),
+}
+
+/// The engine and what its builders need to know about it.
+pub struct Assembled {
+    pub engine: Arc<Engine>,
+    /// The node-level keyring (`--docker-config`), which `check --image` checks with.
+    pub keyring: Arc<Keyring>,
+    /// What `--docker-config` holds that the kubelet would not use.
+    pub warnings: Vec<String>,
+    /// `check --cache-dir`, to be saved at the end of the run.
+    pub disk: Option<Arc<DiskCache>>,
+    /// Empty with a cluster; ` (no cluster: <why>)` without one (said on `/readyz`).
+    pub cluster_status: String,
+}
+
+/// Builds the engine from `config`. Local settings are checked first (the docker config,
+/// the registry CAs, the disk cache); only then is a configured cluster looked for.
+pub async fn engine(config: &EngineConfig, wiring: Wiring) -> anyhow::Result<Assembled> {
+    let (keyring, warnings) = node_keyring(config.docker_config.as_deref())?;
+    let (registry, disk): (Arc<dyn Registry>, _) = match wiring.registry {
+        Some(given) => (given, None),
+        None => {
+            let metrics = Arc::clone(&wiring.metrics);
+            let distribution = Arc::new(Distribution::new(config.registry.clone(), metrics)?);
+            match &config.disk_cache {
+                Some((dir, ttl)) => {
+                    let disk = Arc::new(DiskCache::open(dir, distribution.clone(), *ttl)?);
+                    distribution.preload_platforms(disk.known_platforms()).await;
+                    (disk.clone(), Some(disk))
+                }
+                None => (distribution, None),
+            }
+        }
+    };
+    let cached = CachedRegistry::new(registry, &config.cache, Arc::clone(&wiring.metrics));
+    let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()));
+    let (cluster, cluster_status) = match wiring.cluster {
+        ClusterWiring::Given(cluster) => (cluster, String::new()),
+        ClusterWiring::Configured(c) => discover(&c).await,
+    };
+    let keyring = Arc::new(keyring);
+    let engine = Engine::new(
+        Arc::new(checker),
+        cluster,
+        Arc::clone(&keyring),
+        config.settings.clone(),
+        wiring.metrics,
+    );
+    Ok(Assembled {
+        engine: Arc::new(engine),
+        keyring,
+        warnings,
+        disk,
+        cluster_status,
+    })
+}
+
+/// The cluster kubectl would find, or none (`--no-cluster`, or none reachable: served
+/// without it, and said in the log and in the status).
+pub async fn discover(config: &ClusterConfig) -> (Arc<dyn Cluster>, String) {
+    let reason = match *config {
+        ClusterConfig::Disabled => {
+            tracing::warn!("no cluster (--no-cluster): pull secrets, ServiceAccounts and node platforms are not checked");
+            "--no-cluster given".to_string()
+        }
+        ClusterConfig::Discover {
+            secret_ttl,
+            negative_ttl,
+        } => match KubeCluster::connect(secret_ttl, negative_ttl).await {
+            Ok(c) => return (Arc::new(c), String::new()),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(
+                    %reason,
+                    "no Kubernetes cluster reachable: serving without it; pull secrets, ServiceAccounts and node platforms cannot be checked (private images count as unavailable, not denied)"
+                );
+                reason
+            }
+        },
+    };
+    let status = format!(" (no cluster: {reason})");
+    (Arc::new(NoCluster { reason }), status)
+}
+
+/// The keyring of `--docker-config`, plus warnings to show.
+fn node_keyring(docker_config: Option<&Path>) -> anyhow::Result<(Keyring, Vec<String>)> {
+    let mut keyring = Keyring::new();
+    let mut warnings = Vec::new();
+    if let Some(path) = docker_config {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read docker config {}", path.display()))?;
+        let (config, notes) = credentials::parse_docker_config_file(&bytes)
+            .with_context(|| format!("docker config {}", path.display()))?;
+        warnings.extend(notes);
+        for skipped in keyring.add("--docker-config", &config) {
+            warnings.push(format!(
+                "docker config entry {skipped:?} is not a valid registry address; ignored"
+            ));
+        }
+    }
+    Ok((keyring, warnings))
+}

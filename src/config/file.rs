@@ -1,0 +1,200 @@
+//! The YAML file (`--config`): every setting of `serve`, typed; unknown keys refused, so a
+//! typo is an error naming its line, not a silent default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use serde::{Deserialize, Deserializer};
+
+use super::yaml::{yaml_message, yaml_options};
+use crate::engine::{Action, FindingClass, Mode, OwnedPods};
+use crate::text::parse_duration;
+
+/// The YAML file. Unknown keys are refused, so a typo is an error, not a silent default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileConfig {
+    pub default_mode: Option<Mode>,
+    pub controller_owned_pods: Option<OwnedPods>,
+    #[serde(default)]
+    pub exempt_namespaces: Vec<String>,
+    #[serde(default)]
+    pub exempt_images: Vec<String>,
+    /// Per finding class: deny, warn or audit (what enforce mode does).
+    #[serde(default)]
+    pub actions: BTreeMap<FindingClass, Action>,
+    #[serde(default)]
+    pub deadline: DeadlineFile,
+    pub max_body_bytes: Option<usize>,
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub cache: CacheFile,
+    #[serde(default)]
+    pub cluster: ClusterFile,
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistryFile>,
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    #[serde(default)]
+    pub deny_hosts: Vec<String>,
+    #[serde(default)]
+    pub allow_link_local: bool,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub registry_timeout: Option<Duration>,
+    /// Registries with their own metric label and pooled connections besides the
+    /// configured ones; the others share the label `other`.
+    pub tracked_registries: Option<usize>,
+    #[serde(default)]
+    pub server: ServerFile,
+}
+
+/// `server:` of the YAML file (the flags of [`ServerArgs`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerFile {
+    pub client_ca: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub keepalive_interval: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadlineFile {
+    /// Answer this long before the API server's `?timeout=`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub margin: Option<Duration>,
+    /// Never take longer than this, whatever the API server allows.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub cap: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheFile {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub positive_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub negative_ttl: Option<Duration>,
+    pub max_entries: Option<u64>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub stale_ttl: Option<Duration>,
+    pub max_stale_entries: Option<u64>,
+    pub max_platform_entries: Option<u64>,
+    /// Bytes of registry bearer tokens kept.
+    pub max_token_bytes: Option<u64>,
+    /// No longer used (registry clients are built per resolution and keep nothing);
+    /// accepted so existing files still load, with a warning.
+    pub max_registry_clients: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterFile {
+    /// How long a Secret or ServiceAccount read is reused.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub secret_ttl: Option<Duration>,
+    /// How long "not found" is reused (short: a Secret created a moment ago must be seen).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub negative_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryFile {
+    #[serde(default)]
+    pub plain_http: bool,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub node_credentials: bool,
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+impl FileConfig {
+    /// Reads and parses the file at `path` (an empty file is the defaults).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses the YAML of a config file: unknown keys refused, errors with their line.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        serde_saphyr::from_str_with_options(text, yaml_options(text.len())).map_err(|e| {
+            let message = yaml_message(&e);
+            let message = message.strip_prefix("invalid YAML: ").unwrap_or(&message);
+            match e.location() {
+                Some(l) => anyhow!("line {}: {message}", l.line()),
+                None => anyhow!("{message}"),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_config_parses_and_refuses_typos() {
+        let ok = FileConfig::parse(
+            "defaultMode: enforce\nactions:\n  unavailable: deny\n  tag_not_found: warn\ncache:\n  positiveTtl: 2m\nregistries:\n  r.example:5000:\n    plainHttp: true\n",
+        )
+        .unwrap();
+        assert_eq!(ok.default_mode, Some(Mode::Enforce));
+        assert_eq!(
+            ok.actions.get(&FindingClass::Unavailable),
+            Some(&Action::Deny)
+        );
+        assert_eq!(ok.cache.positive_ttl, Some(Duration::from_secs(120)));
+        assert!(ok.registries["r.example:5000"].plain_http);
+        let typo =
+            FileConfig::parse("concurrency: 4\ncache:\n  positiveTtl: 2m\n  negativTtl: 1s\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            typo.starts_with("line 4: unknown field `negativTtl`"),
+            "{typo}"
+        );
+        assert!(FileConfig::parse("defaultMod: warn").is_err());
+        assert!(FileConfig::parse("actions: {nope: deny}").is_err());
+        let bad = FileConfig::parse("\ncache: {positiveTtl: forever}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.starts_with("line 2: ") && bad.contains("forever"),
+            "{bad}"
+        );
+        let doubled = FileConfig::parse("concurrency: 4\nconcurrency: 8\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            doubled.starts_with("line 2: ") && doubled.contains("duplicate"),
+            "{doubled}"
+        );
+    }
+
+    #[test]
+    fn server_settings_refuse_unknown_keys_and_bad_values() {
+        assert!(FileConfig::parse("server: {maxConnection: 5}").is_err());
+        assert!(FileConfig::parse("server: {idleTimeout: soon}").is_err());
+        assert!(FileConfig::parse("server: {metricsListen: nowhere}").is_err());
+    }
+}

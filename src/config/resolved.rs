@@ -1,0 +1,467 @@
+//! The resolved configuration: flags over the YAML file over defaults, checked once at
+//! start into plain settings — what `serve` needs ([`ServeConfig`]), what `check` needs
+//! ([`CheckConfig`]), and the part both give the engine ([`EngineConfig`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use super::args::{CheckArgs, RegistryArgs, ServeArgs, ServerArgs};
+use super::file::{FileConfig, ServerFile};
+use crate::engine::{Actions, Mode, OwnedPods, Settings};
+use crate::kubelet::platform::Platform;
+use crate::registry::cache::CacheConfig;
+use crate::registry::hosts::validate_globs;
+use crate::registry::http::HostPolicy;
+use crate::registry::RegistryConfig;
+
+/// What the engine is built from ([`super::assemble::engine`]): the part of the resolved
+/// configuration `serve` and `check` share.
+#[derive(Debug, Default)]
+pub struct EngineConfig {
+    pub settings: Settings,
+    pub registry: RegistryConfig,
+    pub cache: CacheConfig,
+    /// `--docker-config`: the credentials the nodes hold besides pull secrets.
+    pub docker_config: Option<PathBuf>,
+    /// `check --cache-dir`: good results kept on disk between runs, reused this long.
+    pub disk_cache: Option<(PathBuf, Duration)>,
+}
+
+/// Where `serve` reads Secrets, ServiceAccounts and Nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterConfig {
+    /// The cluster kubectl would find (in-cluster, `KUBECONFIG`, `~/.kube/config`), its
+    /// reads reused for `secret_ttl` (found) and `negative_ttl` (absent); with none
+    /// reachable, serve without one and say so.
+    Discover {
+        secret_ttl: Duration,
+        negative_ttl: Duration,
+    },
+    /// `--no-cluster`.
+    Disabled,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub engine: EngineConfig,
+    pub cluster: ClusterConfig,
+    pub deadline: Deadline,
+    pub max_body_bytes: usize,
+    /// Client CA (`--client-ca`): callers must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
+    /// Plain-HTTP listener for metrics and probes.
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: Limits,
+}
+
+/// Largest AdmissionReview accepted by default: the API server sends object and oldObject
+/// of up to ~1.5 MiB each (etcd's limit) plus envelope.
+pub const DEFAULT_MAX_BODY: usize = 7 << 20;
+
+impl ServeConfig {
+    /// Flags over the YAML file (`--config`) over defaults, each checked.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let mut actions = Actions::default();
+        for (class, action) in &file.actions {
+            actions.set(*class, *action);
+        }
+        let settings = Settings {
+            default_mode: args
+                .default_mode
+                .or(file.default_mode)
+                .unwrap_or(Mode::Warn),
+            actions,
+            owned_pods: args
+                .controller_owned_pods
+                .or(file.controller_owned_pods)
+                .unwrap_or(OwnedPods::Audit),
+            exempt_namespaces: file.exempt_namespaces.clone(),
+            exempt_images: file.exempt_images.clone(),
+            concurrency: file.concurrency.unwrap_or(16).max(1),
+        };
+        let mut registry = args.registry.registry_config()?;
+        for (host, r) in &file.registries {
+            let h = registry.host_mut(host);
+            h.plain_http |= r.plain_http;
+            h.node_credentials |= r.node_credentials;
+            if let Some(ca) = &r.ca_file {
+                h.ca_pems.push(
+                    std::fs::read(ca)
+                        .with_context(|| format!("cannot read CA {} of {host}", ca.display()))?,
+                );
+            }
+        }
+        let in_file = |key: &str| {
+            let path = args.config.as_deref().unwrap_or(Path::new("-"));
+            format!("{key} in config {}", path.display())
+        };
+        registry
+            .policy
+            .allow
+            .extend(validate_globs(&file.allow_hosts, &in_file("allowHosts"))?);
+        registry
+            .policy
+            .deny
+            .extend(validate_globs(&file.deny_hosts, &in_file("denyHosts"))?);
+        registry.policy.allow_link_local |= file.allow_link_local;
+        if let Some(t) = file.registry_timeout {
+            registry.request_timeout = t;
+        }
+        if let Some(n) = file.cache.max_platform_entries {
+            registry.platform_cache_entries = n;
+        }
+        if let Some(n) = file.cache.max_token_bytes {
+            registry.token_cache_bytes = n;
+        }
+        if file.cache.max_registry_clients.is_some() {
+            tracing::warn!("cache.maxRegistryClients is no longer used and is ignored: registry clients keep nothing; tokens are bounded by cache.maxTokenBytes");
+        }
+        if let Some(n) = file.tracked_registries {
+            registry.tracked_registries = n;
+        }
+        let defaults = CacheConfig::default();
+        let cache = CacheConfig {
+            positive_ttl: file.cache.positive_ttl.unwrap_or(defaults.positive_ttl),
+            negative_ttl: file.cache.negative_ttl.unwrap_or(defaults.negative_ttl),
+            max_results: file.cache.max_entries.unwrap_or(defaults.max_results),
+            stale_ttl: file.cache.stale_ttl.unwrap_or(defaults.stale_ttl),
+            max_stale: file.cache.max_stale_entries.unwrap_or(defaults.max_stale),
+        };
+        let limits = resolve_limits(&args.server, &file.server)?;
+        let d = Deadline::default();
+        Ok(Self {
+            listen: args.listen,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+            engine: EngineConfig {
+                settings,
+                registry,
+                cache,
+                docker_config: args.registry.docker_config.clone(),
+                disk_cache: None,
+            },
+            cluster: if args.no_cluster {
+                ClusterConfig::Disabled
+            } else {
+                ClusterConfig::Discover {
+                    secret_ttl: file.cluster.secret_ttl.unwrap_or(Duration::from_secs(10)),
+                    negative_ttl: file.cluster.negative_ttl.unwrap_or(Duration::from_secs(1)),
+                }
+            },
+            deadline: Deadline {
+                margin: file.deadline.margin.unwrap_or(d.margin),
+                cap: file.deadline.cap.unwrap_or(d.cap),
+            },
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            client_ca: args
+                .server
+                .client_ca
+                .clone()
+                .or(file.server.client_ca.clone()),
+            metrics_listen: args.server.metrics_listen.or(file.server.metrics_listen),
+            limits,
+        })
+    }
+}
+
+/// Everything `check` needs, resolved.
+#[derive(Debug)]
+pub struct CheckConfig {
+    pub engine: EngineConfig,
+    /// The nodes' platforms (`--platform`), normalized.
+    pub platforms: Vec<Platform>,
+}
+
+impl CheckConfig {
+    /// `check` decides like `serve` in enforce mode, with every Pod checked.
+    pub fn resolve(args: &CheckArgs) -> anyhow::Result<Self> {
+        let mut platforms = Vec::new();
+        for p in &args.platforms {
+            platforms.push(Platform::parse(p)?.normalize());
+        }
+        Ok(Self {
+            engine: EngineConfig {
+                settings: Settings {
+                    default_mode: Mode::Enforce,
+                    owned_pods: OwnedPods::Check,
+                    concurrency: args.concurrency.max(1),
+                    ..Settings::default()
+                },
+                registry: args.registry.registry_config()?,
+                cache: CacheConfig::default(),
+                docker_config: args.registry.docker_config.clone(),
+                disk_cache: args.cache_dir.clone().map(|dir| (dir, args.cache_ttl)),
+            },
+            platforms,
+        })
+    }
+}
+
+/// Deadline of one review.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub margin: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Self {
+            margin: Duration::from_millis(1500),
+            cap: Duration::from_secs(8),
+        }
+    }
+}
+
+impl Deadline {
+    /// Time allowed for a review the API server sent with `?timeout=<timeout>`.
+    pub fn budget(&self, timeout: Option<Duration>) -> Duration {
+        let by_server = timeout.map_or(self.cap, |t| {
+            // Keep a proportional margin for short timeouts (1s → 850ms).
+            let margin = self.margin.min(t.mul_f64(0.15));
+            t.saturating_sub(margin)
+        });
+        by_server.min(self.cap).max(Duration::from_millis(50))
+    }
+}
+
+/// Connection limits of one listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_handshakes: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+}
+
+impl Default for Limits {
+    /// Sized for the shipped 256 MiB memory limit (README, "Connections").
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_handshakes: 128,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// The limits of the plain-HTTP metrics and probes listener: a few scrapers and kubelet
+    /// probes, never many.
+    pub fn small(&self) -> Self {
+        Self {
+            max_connections: self.max_connections.min(64),
+            max_handshakes: self.max_handshakes.min(16),
+            ..*self
+        }
+    }
+}
+
+impl RegistryArgs {
+    /// The registry configuration these flags describe (reads the CA files).
+    pub fn registry_config(&self) -> anyhow::Result<RegistryConfig> {
+        let mut config = RegistryConfig {
+            policy: HostPolicy {
+                allow: validate_globs(&self.allow_host, "--allow-host (PULLCHECK_ALLOW_HOSTS)")?,
+                deny: validate_globs(&self.deny_host, "--deny-host (PULLCHECK_DENY_HOSTS)")?,
+                allow_link_local: self.allow_link_local,
+            },
+            request_timeout: self.registry_timeout,
+            ..RegistryConfig::default()
+        };
+        for host in &self.plain_http {
+            if host.contains('*') {
+                config.plain_http_globs.push(host.clone());
+            } else {
+                config.host_mut(host).plain_http = true;
+            }
+        }
+        for host in &self.node_credentials {
+            config.host_mut(host).node_credentials = true;
+        }
+        for spec in &self.registry_ca {
+            let (host, path) = match spec.split_once('=') {
+                Some((h, p)) => (Some(h), p),
+                None => (None, spec.as_str()),
+            };
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read registry CA {path:?}"))?;
+            match host {
+                Some(h) => config.host_mut(h).ca_pems.push(pem),
+                None => config.global_ca_pems.push(pem),
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Connection limits: flags over `server:` over defaults, each checked.
+fn resolve_limits(args: &ServerArgs, file: &ServerFile) -> anyhow::Result<Limits> {
+    let d = Limits::default();
+    let limits = Limits {
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(d.max_connections),
+        max_handshakes: args
+            .max_handshakes
+            .or(file.max_handshakes)
+            .unwrap_or(d.max_handshakes),
+        handshake_timeout: args
+            .handshake_timeout
+            .or(file.handshake_timeout)
+            .unwrap_or(d.handshake_timeout),
+        idle_timeout: args
+            .idle_timeout
+            .or(file.idle_timeout)
+            .unwrap_or(d.idle_timeout),
+        keepalive_interval: args
+            .keepalive_interval
+            .or(file.keepalive_interval)
+            .unwrap_or(d.keepalive_interval),
+    };
+    if limits.max_connections == 0 {
+        bail!("maxConnections (--max-connections) must be at least 1");
+    }
+    if limits.max_handshakes == 0 || limits.max_handshakes > limits.max_connections {
+        bail!(
+            "maxHandshakes (--max-handshakes) must be between 1 and maxConnections ({}), not {}",
+            limits.max_connections,
+            limits.max_handshakes
+        );
+    }
+    for (name, value) in [
+        (
+            "handshakeTimeout (--handshake-timeout)",
+            limits.handshake_timeout,
+        ),
+        ("idleTimeout (--idle-timeout)", limits.idle_timeout),
+        (
+            "keepaliveInterval (--keepalive-interval)",
+            limits.keepalive_interval,
+        ),
+    ] {
+        if value < Duration::from_millis(10) {
+            bail!("{name} must be at least 10ms, not {value:?}");
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::args::{Cli, Command};
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Some(10_000), 8_000)]
+    #[case(Some(5_000), 4_250)]
+    #[case(Some(1_000), 850)]
+    #[case(None, 8_000)]
+    #[case(Some(0), 50)]
+    fn budgets(#[case] timeout_ms: Option<u64>, #[case] want_ms: u128) {
+        let got = Deadline::default().budget(timeout_ms.map(Duration::from_millis));
+        assert_eq!(got.as_millis(), want_ms);
+    }
+
+    fn resolve(config: &str, flags: &[&str]) -> Result<ServeConfig, String> {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut argv = vec!["pullcheck", "serve", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(flags);
+        let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("serve parses as serve")
+        };
+        ServeConfig::resolve(&args)
+            .map_err(|e| format!("{e:#}").replace(path.to_str().unwrap(), "FILE"))
+    }
+
+    #[rstest]
+    #[case("denyHosts: [\"deny.example.\"]\n", &[], "denyHosts in config FILE: host glob \"deny.example.\" ends with a dot")]
+    #[case("allowHosts: [\"r.example:5000\"]\n", &[], "allowHosts in config FILE: host glob \"r.example:5000\" has a port")]
+    #[case("", &["--deny-host", "https://deny.example"], "--deny-host (PULLCHECK_DENY_HOSTS): host glob \"https://deny.example\" has a scheme")]
+    #[case("", &["--allow-host", "ok.example,"], "--allow-host (PULLCHECK_ALLOW_HOSTS): host glob \"\" is empty")]
+    fn host_globs_are_checked_at_start(
+        #[case] config: &str,
+        #[case] flags: &[&str],
+        #[case] want: &str,
+    ) {
+        let err = resolve(config, flags).unwrap_err();
+        assert!(err.starts_with(want), "{err}");
+    }
+
+    #[test]
+    fn valid_host_globs_are_kept_as_compared() {
+        let c = resolve(
+            "denyHosts: [\"Deny.Example\", \"[FD00::1]\"]\n",
+            &["--deny-host", "*.bad.example"],
+        )
+        .unwrap();
+        assert_eq!(
+            c.engine.registry.policy.deny,
+            ["*.bad.example", "deny.example", "fd00::1"]
+        );
+    }
+
+    #[test]
+    fn connection_limits_come_from_flags_over_the_file_over_defaults() {
+        let file: FileConfig = FileConfig::parse(
+            "server:\n  maxConnections: 300\n  maxHandshakes: 20\n  idleTimeout: 2m\n  clientCa: /etc/ca.crt\n  metricsListen: 0.0.0.0:9090\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            max_connections: Some(100),
+            handshake_timeout: Some(Duration::from_secs(2)),
+            ..ServerArgs::default()
+        };
+        let limits = resolve_limits(&args, &file.server).unwrap();
+        let defaults = Limits::default();
+        assert_eq!(limits.max_connections, 100);
+        assert_eq!(limits.max_handshakes, 20);
+        assert_eq!(limits.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(limits.keepalive_interval, defaults.keepalive_interval);
+        assert_eq!(
+            resolve_limits(&ServerArgs::default(), &ServerFile::default()).unwrap(),
+            defaults
+        );
+        assert_eq!(
+            file.server.client_ca.as_deref(),
+            Some(Path::new("/etc/ca.crt"))
+        );
+        assert_eq!(
+            file.server.metrics_listen,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+    }
+
+    #[rstest]
+    #[case("server: {maxConnections: 0}", "maxConnections")]
+    #[case("server: {maxConnections: 10, maxHandshakes: 11}", "maxHandshakes")]
+    #[case("server: {maxHandshakes: 0}", "maxHandshakes")]
+    #[case("server: {idleTimeout: 0s}", "idleTimeout")]
+    #[case("server: {handshakeTimeout: 1ms}", "handshakeTimeout")]
+    #[case("server: {keepaliveInterval: 0ms}", "keepaliveInterval")]
+    fn impossible_limits_are_errors_naming_the_setting(#[case] yaml: &str, #[case] named: &str) {
+        let file: FileConfig = FileConfig::parse(yaml).unwrap();
+        let error = resolve_limits(&ServerArgs::default(), &file.server)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(named), "{error}");
+    }
+}
