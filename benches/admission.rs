@@ -142,8 +142,8 @@ impl Env {
         api.put_node("node-amd64", "linux", "amd64");
         api.put_node("node-arm64", "linux", "arm64");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (ca, serving) =
-            pullcheck::certs::generate("pullcheck", "pullcheck", 30).expect("certificates");
+        let (ca, serving) = pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30)
+            .expect("certificates");
         let cert = dir.path().join("tls.crt");
         let key = dir.path().join("tls.key");
         std::fs::write(&cert, &serving.cert).expect("write cert");

@@ -34,7 +34,7 @@ use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::metrics::Metrics;
 use pullcheck::registry::{ImagePlatforms, Registry, RegistryError, Resolved};
-use pullcheck::server::{router, AppState};
+use pullcheck::webhook::http::{router, AppState};
 use tower::ServiceExt;
 
 const HOST: &str = "registry.example:5000";
@@ -115,7 +115,7 @@ fn main() {
         .build()
         .expect("runtime");
     // Logging as `pullcheck serve` sets it up (text, `info`; PULLCHECK_LOG changes it).
-    pullcheck::serve::init_logging(pullcheck::config::LogFormat::Text);
+    pullcheck::webhook::serve::init_logging(pullcheck::config::LogFormat::Text);
     runtime.block_on(async move {
         let cluster = Arc::new(InMemoryCluster::new());
         cluster.put_secret(

@@ -7,19 +7,13 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod apiserver_auth;
-pub mod certs;
 pub mod ci;
 pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod files;
 pub mod kubelet;
-pub mod listener;
 pub mod metrics;
 pub mod registry;
-pub mod serve;
-pub mod server;
 pub mod text;
-pub mod tls;
 pub mod webhook;

@@ -49,9 +49,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(runtime()?.block_on(ci::run_check(&args, &mut stdin, &mut out, &mut err))?)
         }
         Command::Serve(args) => {
-            runtime()?.block_on(pullcheck::serve::run(*args))?;
+            runtime()?.block_on(pullcheck::webhook::serve::run(*args))?;
             Ok(EXIT_OK)
         }
-        Command::Certs(args) => Ok(pullcheck::certs::run_certs(&args, &mut out)?),
+        Command::Certs(args) => Ok(pullcheck::webhook::certs::run_certs(&args, &mut out)?),
     }
 }

@@ -1,6 +1,6 @@
 //! The cluster install: every kustomize render of `webhook-config/` (base and overlays),
 //! typed with k8s-openapi and checked against what the server and the API server rely on;
-//! the certificates of `pullcheck::certs` (TLS handshake with rustls, `openssl verify`);
+//! the certificates of `pullcheck::webhook::certs` (TLS handshake with rustls, `openssl verify`);
 //! and `certs/install.sh` against a recording `kubectl`.
 //!
 //! Needs `kubectl` (for `kubectl kustomize`, offline), `openssl` and `bash` on the PATH:
@@ -1242,7 +1242,7 @@ fn first_cert(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
 /// trusts only `ca_pem`, then one round trip of application data.
 fn handshake(
     ca_pem: &str,
-    serving: &pullcheck::certs::Pem,
+    serving: &pullcheck::webhook::certs::Pem,
     server_name: &str,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Result<(), rustls::Error> {
@@ -1299,7 +1299,7 @@ fn handshake(
 fn generated_certificates_complete_a_tls_handshake_for_the_service_names(
     #[case] version: &'static rustls::SupportedProtocolVersion,
 ) {
-    let (ca, serving) = pullcheck::certs::generate("pullcheck", "pullcheck", 30).unwrap();
+    let (ca, serving) = pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30).unwrap();
     for name in [
         "pullcheck",
         "pullcheck.pullcheck",
@@ -1309,14 +1309,14 @@ fn generated_certificates_complete_a_tls_handshake_for_the_service_names(
         handshake(&ca.cert, &serving, name, version).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     assert!(handshake(&ca.cert, &serving, "pullcheck.default.svc", version).is_err());
-    let (other_ca, _) = pullcheck::certs::generate("pullcheck", "pullcheck", 30).unwrap();
+    let (other_ca, _) = pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30).unwrap();
     assert!(handshake(&other_ca.cert, &serving, "pullcheck.pullcheck.svc", version).is_err());
 }
 
 #[test]
 fn self_signed_certificate_serves_its_own_names() {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let pem = pullcheck::certs::self_signed(&names, 1).unwrap();
+    let pem = pullcheck::webhook::certs::self_signed(&names, 1).unwrap();
     for name in &names {
         handshake(&pem.cert, &pem, name, &rustls::version::TLS13).unwrap();
     }
@@ -1337,8 +1337,8 @@ fn openssl(args: &[&str]) -> (bool, String) {
 
 fn write_pems(
     dir: &Path,
-    ca: &pullcheck::certs::Pem,
-    serving: &pullcheck::certs::Pem,
+    ca: &pullcheck::webhook::certs::Pem,
+    serving: &pullcheck::webhook::certs::Pem,
 ) -> (PathBuf, PathBuf) {
     let (ca_path, tls_path) = (dir.join("ca.crt"), dir.join("tls.crt"));
     std::fs::write(&ca_path, &ca.cert).unwrap();
@@ -1349,7 +1349,7 @@ fn write_pems(
 #[test]
 fn openssl_verifies_the_chain_strictly_and_sees_every_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, serving) = pullcheck::certs::generate("hook", "infra", 90).unwrap();
+    let (ca, serving) = pullcheck::webhook::certs::generate("hook", "infra", 90).unwrap();
     let (ca_path, tls_path) = write_pems(tmp.path(), &ca, &serving);
     let (ca_path, tls_path) = (ca_path.to_str().unwrap(), tls_path.to_str().unwrap());
 
@@ -1447,7 +1447,7 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
     };
     let mut printed = Vec::new();
     assert_eq!(
-        pullcheck::certs::run_certs(&certs_args, &mut printed).unwrap(),
+        pullcheck::webhook::certs::run_certs(&certs_args, &mut printed).unwrap(),
         0
     );
     let printed = String::from_utf8(printed).unwrap();
@@ -1491,7 +1491,7 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
         "a client certificate must not serve"
     );
     let ca_pem = std::fs::read_to_string(&ca_crt).unwrap();
-    let serving = pullcheck::certs::Pem {
+    let serving = pullcheck::webhook::certs::Pem {
         cert: std::fs::read_to_string(out.join("tls.crt")).unwrap(),
         key: std::fs::read_to_string(out.join("tls.key")).unwrap(),
     };

@@ -18,7 +18,7 @@ use support::serve::{
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
 
 fn write_certs(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
-    let (ca, serving) = pullcheck::certs::generate("pullcheck", "pullcheck", 30).unwrap();
+    let (ca, serving) = pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30).unwrap();
     let cert = dir.join(format!("tls-{tag}.crt"));
     let key = dir.join(format!("tls-{tag}.key"));
     std::fs::write(&cert, &serving.cert).unwrap();

@@ -76,7 +76,8 @@ pub fn client_with(ca_pem: &str, addr: SocketAddr, identity: Option<&str>) -> re
 impl Server {
     pub async fn start(opts: Options<'_>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, serving) = pullcheck::certs::generate("pullcheck", "pullcheck", 30).unwrap();
+        let (ca, serving) =
+            pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30).unwrap();
         let cert = dir.path().join("tls.crt");
         let key = dir.path().join("tls.key");
         std::fs::write(&cert, &serving.cert).unwrap();

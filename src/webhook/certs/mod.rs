@@ -10,27 +10,29 @@
 //! may come from elsewhere (openssl, cert-manager): its subject name is copied byte for byte
 //! into the new certificate's issuer field, and every chain is verified with webpki before
 //! anything is written.
+//!
+//! `authority` signs (a new CA, or one loaded from files, its subject copied byte for byte
+//! with the DER reader of `der`); `apiserver_auth` writes the API server's client
+//! certificate files (`--api-server-client`).
+
+mod apiserver_auth;
+mod authority;
+mod der;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use crate::config::CertsArgs;
 use std::time::{Duration, SystemTime};
 
-use rcgen::string::{BmpString, Ia5String, PrintableString, TeletexString, UniversalString};
+use authority::Authority;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
-use rustls::client::danger::ServerCertVerifier;
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::RootCertStore;
-use sha2::{Digest, Sha256};
+use rustls::pki_types::ServerName;
+
+use crate::config::CertsArgs;
 
 /// Validity of a CA created by [`generate`].
 pub const CA_DAYS: u32 = 3650;
@@ -201,7 +203,7 @@ pub fn write_certs(args: &CertsArgs) -> Result<Written, CertError> {
     write_file(dir, "tls.crt", &serving.cert, false)?;
     let mut api_server_client = None;
     if args.api_server_client {
-        use crate::apiserver_auth as a;
+        use crate::webhook::certs::apiserver_auth as a;
         let client = ca.issue_client(args.days, now)?;
         // The Service's host as the API server calls it (port 443).
         let host = names.get(2).cloned().unwrap_or_default();
@@ -240,7 +242,7 @@ fn print_next_steps(args: &CertsArgs, written: &Written, out: &mut impl Write) -
         args.days
     )?;
     if let Some(host) = &written.api_server_client {
-        crate::apiserver_auth::print_next_steps(out, dir, host)?;
+        crate::webhook::certs::apiserver_auth::print_next_steps(out, dir, host)?;
     }
     writeln!(out)?;
     writeln!(
@@ -283,190 +285,6 @@ fn print_next_steps(args: &CertsArgs, written: &Written, out: &mut impl Write) -
     )?;
     writeln!(out, "  done")?;
     Ok(())
-}
-
-/// A CA able to sign: its certificate, its key, and what rcgen needs to name it as issuer.
-struct Authority {
-    cert_pem: String,
-    cert_der: CertificateDer<'static>,
-    key_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-    /// Whether the serving certificate gets an authorityKeyIdentifier: when the CA has a
-    /// subjectKeyIdentifier for it to repeat.
-    key_id: bool,
-}
-
-impl Authority {
-    fn create(now: SystemTime) -> Result<Authority, CertError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        // A short fingerprint in the name tells CAs apart while two are trusted (rotation).
-        let fingerprint = Sha256::digest(key.public_key_raw());
-        let short = crate::text::hex(&fingerprint[..4]);
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "pullcheck");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("pullcheck webhook CA {short}"));
-        params.not_before = (now - BACKDATE).into();
-        params.not_after = (now + DAY * CA_DAYS).into();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key)?;
-        Ok(Authority {
-            cert_pem: cert.pem(),
-            cert_der: cert.der().clone(),
-            key_pem: key.serialize_pem(),
-            issuer: Issuer::new(params, key),
-            key_id: true,
-        })
-    }
-
-    fn load(cert_path: &Path, key_path: &Path) -> Result<Authority, CertError> {
-        let cert_err = |reason: String| CertError::CaCert {
-            path: cert_path.to_path_buf(),
-            reason,
-        };
-        let key_err = |reason: String| CertError::CaKey {
-            path: key_path.to_path_buf(),
-            reason,
-        };
-        let cert_pem = read(cert_path)?;
-        let key_pem = read(key_path)?;
-
-        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .next()
-            .ok_or_else(|| cert_err("no PEM CERTIFICATE block".into()))?
-            .map_err(|e| cert_err(format!("not PEM: {e}")))?;
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(cert_der.clone())
-            .map_err(|e| cert_err(format!("not an X.509 certificate: {e}")))?;
-        let anchor = roots
-            .roots
-            .first()
-            .ok_or_else(|| cert_err("not an X.509 certificate".into()))?;
-        let subject = der::name(anchor.subject.as_ref()).map_err(cert_err)?;
-        let public_key = der::spki_public_key(anchor.subject_public_key_info.as_ref())
-            .ok_or_else(|| cert_err("malformed subjectPublicKeyInfo".into()))?;
-
-        let key_der = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .map_err(|e| key_err(format!("not PEM: {e}")))?
-            .ok_or_else(|| key_err("no PEM PRIVATE KEY block".into()))?;
-        if !matches!(key_der, PrivateKeyDer::Pkcs8(_)) {
-            return Err(key_err(format!(
-                "not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in {0} -out {0}.pk8`",
-                key_path.display()
-            )));
-        }
-        let key =
-            KeyPair::try_from(&key_der).map_err(|e| key_err(format!("unsupported key: {e}")))?;
-        if key.public_key_raw() != public_key {
-            return Err(CertError::CaKeyMismatch {
-                cert: cert_path.to_path_buf(),
-                key: key_path.to_path_buf(),
-            });
-        }
-
-        // The authorityKeyIdentifier of the serving certificate must repeat the CA's
-        // subjectKeyIdentifier, however it was computed; without one, there is none.
-        let key_id = der::subject_key_id(cert_der.as_ref());
-        let mut params = CertificateParams::default();
-        params.distinguished_name = subject;
-        params.key_identifier_method =
-            KeyIdMethod::PreSpecified(key_id.clone().unwrap_or_default());
-        let key_pem = key.serialize_pem();
-        Ok(Authority {
-            cert_pem: pem_of(&cert_der),
-            cert_der,
-            key_pem,
-            issuer: Issuer::new(params, key),
-            key_id: key_id.is_some(),
-        })
-    }
-
-    fn pem(&self) -> Pem {
-        Pem {
-            cert: self.cert_pem.clone(),
-            key: self.key_pem.clone(),
-        }
-    }
-
-    /// A serving certificate for `names`, verified against this CA for every name.
-    fn issue(&self, names: &[String], days: u32, now: SystemTime) -> Result<Pem, CertError> {
-        let mut params = CertificateParams::new(names.to_vec())?;
-        params.distinguished_name = DistinguishedName::new();
-        if let Some(name) = names.get(2).or(names.first()) {
-            params
-                .distinguished_name
-                .push(DnType::CommonName, name.as_str());
-        }
-        params.not_before = (now - BACKDATE).into();
-        params.not_after = (now + DAY * days).into();
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = self.key_id;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        for name in names {
-            verify(&self.cert_der, cert.der(), name)?;
-        }
-        Ok(Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        })
-    }
-}
-
-impl Authority {
-    /// A TLS client certificate for the API server (`serve --client-ca` trusts this CA),
-    /// verified as a client certificate before it is returned.
-    fn issue_client(&self, days: u32, now: SystemTime) -> Result<Pem, CertError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, crate::apiserver_auth::CLIENT_NAME);
-        params.not_before = (now - BACKDATE).into();
-        params.not_after = (now + DAY * days).into();
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = self.key_id;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        crate::apiserver_auth::verify_client(&self.cert_der, cert.der())
-            .map_err(|e| CertError::Verify(format!("client certificate: {e}")))?;
-        Ok(Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        })
-    }
-}
-
-/// Verifies `leaf` for `name` with webpki, trusting only `ca`.
-fn verify(ca: &CertificateDer<'_>, leaf: &CertificateDer<'_>, name: &str) -> Result<(), CertError> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(ca.clone().into_owned())
-        .map_err(|e| CertError::Verify(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| CertError::Verify(e.to_string()))?;
-    let server_name =
-        ServerName::try_from(name.to_string()).map_err(|e| CertError::Verify(e.to_string()))?;
-    verifier
-        .verify_server_cert(leaf, &[], &server_name, &[], UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| CertError::Verify(format!("{name}: {e}")))
 }
 
 /// The four names the API server and in-cluster clients may use for the Service.
@@ -537,18 +355,6 @@ fn same_key(a: &str, b: &str) -> bool {
     }
 }
 
-fn pem_of(der: &CertificateDer<'_>) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(chunk));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
-
 /// Writes through a temporary file and a rename, so a reader never sees half a key; private
 /// files are created 0600 (never wider, not even for a moment).
 fn write_file(dir: &Path, name: &str, contents: &str, private: bool) -> Result<(), CertError> {
@@ -593,207 +399,14 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-/// Just enough DER to copy a CA's subject name into rcgen and to compare its public key
-/// with the key file (webpki hands over both as the contents of their SEQUENCE).
-mod der {
-    use super::*;
-
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OID: u8 = 0x06;
-    const BIT_STRING: u8 = 0x03;
-    const OCTET_STRING: u8 = 0x04;
-
-    /// One tag-length-value: (tag, contents, rest). Single-byte tags, definite lengths.
-    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let (bytes, rest) = rest.split_at(n);
-            let len = bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            (len, rest)
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let (contents, rest) = rest.split_at(len);
-        Some((tag, contents, rest))
-    }
-
-    fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
-        match tlv(input)? {
-            (tag, contents, rest) if tag == want => Some((contents, rest)),
-            _ => None,
-        }
-    }
-
-    /// The subjectKeyIdentifier extension of a certificate, if it has one.
-    pub(super) fn subject_key_id(cert: &[u8]) -> Option<Vec<u8>> {
-        const SKI: &[u8] = &[0x55, 0x1d, 0x0e]; // 2.5.29.14
-        let (certificate, _) = expect(cert, SEQUENCE)?;
-        let (mut tbs, _) = expect(certificate, SEQUENCE)?;
-        // version [0], serial, signature, issuer, validity, subject, subjectPublicKeyInfo,
-        // then optional issuerUniqueID [1], subjectUniqueID [2], extensions [3].
-        while let Some((tag, contents, rest)) = tlv(tbs) {
-            tbs = rest;
-            if tag != 0xa3 {
-                continue;
-            }
-            let (mut extensions, _) = expect(contents, SEQUENCE)?;
-            while let Some((extension, rest)) = expect(extensions, SEQUENCE) {
-                extensions = rest;
-                let (oid, rest) = expect(extension, OID)?;
-                if oid != SKI {
-                    continue;
-                }
-                let rest = match tlv(rest)? {
-                    (0x01, _, after_critical) => after_critical,
-                    _ => rest,
-                };
-                let (value, _) = expect(rest, OCTET_STRING)?;
-                let (key_id, _) = expect(value, OCTET_STRING)?;
-                return Some(key_id.to_vec());
-            }
-            return None;
-        }
-        None
-    }
-
-    /// The public key bits of a subjectPublicKeyInfo's contents.
-    pub(super) fn spki_public_key(contents: &[u8]) -> Option<&[u8]> {
-        let (_algorithm, rest) = expect(contents, SEQUENCE)?;
-        let (bits, rest) = expect(rest, BIT_STRING)?;
-        match bits.split_first()? {
-            (0, key) if rest.is_empty() => Some(key),
-            _ => None,
-        }
-    }
-
-    /// The contents of a Name as an rcgen name that encodes to the same bytes.
-    pub(super) fn name(mut contents: &[u8]) -> Result<DistinguishedName, String> {
-        let malformed = || "malformed subject name".to_string();
-        let mut dn = DistinguishedName::new();
-        while !contents.is_empty() {
-            let (rdn, rest) = expect(contents, SET).ok_or_else(malformed)?;
-            contents = rest;
-            let (attribute, more) = expect(rdn, SEQUENCE).ok_or_else(malformed)?;
-            if !more.is_empty() {
-                return Err("multi-valued subject name attributes are not supported".into());
-            }
-            let (oid, value) = expect(attribute, OID).ok_or_else(malformed)?;
-            let (tag, bytes, end) = tlv(value).ok_or_else(malformed)?;
-            if !end.is_empty() {
-                return Err(malformed());
-            }
-            let ty = DnType::from_oid(&oid_arcs(oid).ok_or_else(malformed)?);
-            if dn.get(&ty).is_some() {
-                return Err("repeated subject name attributes are not supported".into());
-            }
-            dn.push(ty, value_of(tag, bytes)?);
-        }
-        Ok(dn)
-    }
-
-    fn value_of(tag: u8, bytes: &[u8]) -> Result<DnValue, String> {
-        let text = || std::str::from_utf8(bytes).map_err(|e| format!("subject name: {e}"));
-        let asn1 = |e: rcgen::Error| format!("subject name: {e}");
-        Ok(match tag {
-            0x0c => DnValue::Utf8String(text()?.to_string()),
-            0x13 => DnValue::PrintableString(PrintableString::try_from(text()?).map_err(asn1)?),
-            0x14 => DnValue::TeletexString(TeletexString::try_from(text()?).map_err(asn1)?),
-            0x16 => DnValue::Ia5String(Ia5String::try_from(text()?).map_err(asn1)?),
-            0x1c => DnValue::UniversalString(
-                UniversalString::from_utf32be(bytes.to_vec()).map_err(asn1)?,
-            ),
-            0x1e => DnValue::BmpString(BmpString::from_utf16be(bytes.to_vec()).map_err(asn1)?),
-            other => {
-                return Err(format!(
-                    "subject name: unsupported string type 0x{other:02x}"
-                ))
-            }
-        })
-    }
-
-    /// Arcs of an OBJECT IDENTIFIER's contents.
-    fn oid_arcs(contents: &[u8]) -> Option<Vec<u64>> {
-        let mut arcs = Vec::new();
-        let mut value: u64 = 0;
-        for (i, &b) in contents.iter().enumerate() {
-            if value > (u64::MAX >> 7) {
-                return None;
-            }
-            value = (value << 7) | u64::from(b & 0x7f);
-            if b & 0x80 != 0 {
-                continue;
-            }
-            if arcs.is_empty() {
-                let first = (value / 40).min(2);
-                arcs.push(first);
-                arcs.push(value - first * 40);
-            } else {
-                arcs.push(value);
-            }
-            value = 0;
-            if i + 1 == contents.len() {
-                return Some(arcs);
-            }
-        }
-        None
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn oid_arcs_decode_common_name_and_large_arcs() {
-            assert_eq!(oid_arcs(&[0x55, 0x04, 0x03]), Some(vec![2, 5, 4, 3]));
-            // 1.2.840.113549 (rsadsi)
-            assert_eq!(
-                oid_arcs(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]),
-                Some(vec![1, 2, 840, 113549])
-            );
-            assert_eq!(oid_arcs(&[0x55, 0x84]), None, "truncated arc");
-            assert_eq!(oid_arcs(&[]), None);
-        }
-
-        #[test]
-        fn subject_key_id_is_found_where_present() {
-            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-            let mut params = CertificateParams::default();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            let ca = params.self_signed(&key).unwrap();
-            assert_eq!(subject_key_id(ca.der()), Some(params.key_identifier(&key)));
-            // No extensions at all: no identifier, and no error.
-            let bare = CertificateParams::default().self_signed(&key).unwrap();
-            assert_eq!(subject_key_id(bare.der()), None);
-            assert_eq!(subject_key_id(&[0x30, 0x00]), None);
-        }
-
-        #[test]
-        fn tlv_refuses_truncated_and_indefinite_lengths() {
-            assert_eq!(tlv(&[0x30, 0x03, 0x01]), None);
-            assert_eq!(tlv(&[0x30, 0x80, 0x00, 0x00]), None);
-            assert_eq!(
-                tlv(&[0x30, 0x81, 0x01, 0x05]),
-                Some((0x30, &[0x05][..], &[][..]))
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authority::verify;
+    use rcgen::string::PrintableString;
+    use rcgen::{BasicConstraints, DnValue};
     use rstest::rstest;
+    use rustls::pki_types::CertificateDer;
 
     fn der_of(pem: &str) -> CertificateDer<'static> {
         match rustls_pemfile::certs(&mut pem.as_bytes()).next() {
@@ -915,7 +528,7 @@ mod tests {
 
     #[test]
     fn the_api_server_client_certificate_verifies_as_a_client_only() {
-        use crate::apiserver_auth::{
+        use crate::webhook::certs::apiserver_auth::{
             verify_client, ADMISSION_CONFIG, CLIENT_CERT, CLIENT_KEY, KUBECONFIG,
         };
         let tmp = tempfile::tempdir().unwrap();

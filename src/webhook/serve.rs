@@ -5,16 +5,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::config::assemble::{self, ClusterWiring, Wiring};
 use crate::config::Limits;
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
-use crate::listener::{ConnectionMetrics, Listener};
 use crate::metrics::Metrics;
-use crate::server::{self, AppState, SHUTDOWN_GRACE};
-use crate::tls::{self, CertFiles, CertResolver, ServerTls};
+use crate::webhook::http::{self, AppState, SHUTDOWN_GRACE};
+use crate::webhook::listener::Listener;
+use crate::webhook::tls::{self, CertFiles, CertResolver, ServerTls};
+use crate::webhook::ConnectionMetrics;
 
 /// How often the certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
@@ -62,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cert: cert.clone(),
                 key: key.clone(),
             };
-            let (key, loaded) = files.load().map_err(|e| anyhow!(e))?;
+            let (key, loaded) = files.load()?;
             let resolver = Arc::new(CertResolver::new(key));
             files.watch(Arc::clone(&resolver), loaded, CERT_POLL);
             tracing::info!(cert = %cert.display(), "serving certificate loaded; re-read when it changes");
@@ -70,32 +71,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {
             let names = self_signed_names(&config.listen);
-            let pem = crate::certs::self_signed(&names, 365).map_err(|e| anyhow!("{e}"))?;
+            let pem = super::certs::self_signed(&names, 365)?;
             tracing::warn!(
                 names = %names.join(","),
                 "no --tls-cert/--tls-key: serving a SELF-SIGNED certificate generated at start (fine for a try-out; a cluster needs a certificate its caBundle trusts, see certs/)"
             );
-            let key = tls::certified_key(pem.cert.as_bytes(), pem.key.as_bytes())
-                .map_err(|e| anyhow!(e))?;
+            let key = tls::certified_key(pem.cert.as_bytes(), pem.key.as_bytes())?;
             Arc::new(CertResolver::new(key))
         }
     };
     let client_roots = match &config.client_ca {
         Some(path) => {
             let pem = std::fs::read(path)
-                .map_err(|e| anyhow!("cannot read client CA {}: {e}", path.display()))?;
-            let roots = tls::client_roots(&pem, path).map_err(|e| anyhow!(e))?;
+                .with_context(|| format!("cannot read client CA {}", path.display()))?;
+            let roots = tls::client_roots(&pem, path)?;
             Some((path.clone(), pem, roots))
         }
         None => None,
     };
-    let server_tls = Arc::new(
-        ServerTls::new(
-            resolver,
-            client_roots.as_ref().map(|(_, _, r)| Arc::clone(r)),
-        )
-        .map_err(|e| anyhow!(e))?,
-    );
+    let server_tls = Arc::new(ServerTls::new(
+        resolver,
+        client_roots.as_ref().map(|(_, _, r)| Arc::clone(r)),
+    )?);
     if let Some((path, pem, _)) = client_roots {
         tracing::info!(client_ca = %path.display(), "client certificates required (--client-ca); re-read when it changes");
         if config.metrics_listen.is_none() {
@@ -110,7 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "webhook",
         config.listen,
         Some(server_tls),
-        server::router(Arc::clone(&state)),
+        http::router(Arc::clone(&state)),
         config.limits,
         connection_metrics.clone(),
     )
@@ -122,7 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 "metrics",
                 addr,
                 None,
-                server::probe_router(Arc::clone(&state)),
+                http::probe_router(Arc::clone(&state)),
                 config.limits.small(),
                 connection_metrics,
             )

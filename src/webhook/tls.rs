@@ -3,6 +3,7 @@
 //! replacement is seen), or generated self-signed when none is given. With `--client-ca`,
 //! every client must present a certificate chaining to that CA (re-read the same way).
 
+use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -38,18 +39,18 @@ impl ResolvesServerCert for CertResolver {
 }
 
 /// Parses a certificate chain and private key from PEM.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<CertifiedKey> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate PEM: {e}"))?;
+        .context("certificate PEM")?;
     if certs.is_empty() {
-        return Err("certificate file holds no PEM certificate".into());
+        bail!("certificate file holds no PEM certificate");
     }
     let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| format!("key PEM: {e}"))?
-        .ok_or("key file holds no PEM private key")?;
+        .context("key PEM")?
+        .context("key file holds no PEM private key")?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    CertifiedKey::from_der(certs, key, &provider).map_err(|e| format!("certificate and key: {e}"))
+    CertifiedKey::from_der(certs, key, &provider).context("certificate and key")
 }
 
 /// A rustls server configuration offering HTTP/2 and HTTP/1.1 with `resolver`'s certificate,
@@ -57,16 +58,16 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, St
 pub fn server_config(
     resolver: Arc<CertResolver>,
     client_roots: Option<Arc<RootCertStore>>,
-) -> Result<rustls::ServerConfig, String> {
+) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?;
+        .context("TLS configuration")?;
     let builder = match client_roots {
         Some(roots) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .build()
-                .map_err(|e| format!("client certificate verifier: {e}"))?;
+                .context("client certificate verifier")?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -77,21 +78,18 @@ pub fn server_config(
 }
 
 /// The CA certificates (PEM) that client certificates must chain to.
-pub fn client_roots(pem: &[u8], path: &Path) -> Result<Arc<RootCertStore>, String> {
+pub fn client_roots(pem: &[u8], path: &Path) -> anyhow::Result<Arc<RootCertStore>> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+        .with_context(|| format!("client CA {}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "client CA {} holds no PEM certificate",
-            path.display()
-        ));
+        bail!("client CA {} holds no PEM certificate", path.display());
     }
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots
             .add(cert)
-            .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+            .with_context(|| format!("client CA {}", path.display()))?;
     }
     Ok(Arc::new(roots))
 }
@@ -108,7 +106,7 @@ impl ServerTls {
     pub fn new(
         resolver: Arc<CertResolver>,
         client_roots: Option<Arc<RootCertStore>>,
-    ) -> Result<Self, String> {
+    ) -> anyhow::Result<Self> {
         let config = server_config(Arc::clone(&resolver), client_roots)?;
         Ok(Self {
             resolver,
@@ -125,7 +123,7 @@ impl ServerTls {
     }
 
     /// Requires client certificates from these roots for connections accepted from now on.
-    pub fn set_client_roots(&self, roots: Arc<RootCertStore>) -> Result<(), String> {
+    pub fn set_client_roots(&self, roots: Arc<RootCertStore>) -> anyhow::Result<()> {
         let config = Arc::new(server_config(Arc::clone(&self.resolver), Some(roots))?);
         match self.current.write() {
             Ok(mut c) => *c = config,
@@ -161,6 +159,7 @@ impl ServerTls {
                         tracing::info!(client_ca = %path.display(), "client CA reloaded");
                     }
                     Err(error) => {
+                        let error = format!("{error:#}");
                         tracing::warn!(%error, "new client CA not usable yet; keeping the current one");
                     }
                 }
@@ -180,14 +179,14 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    fn read(&self) -> Result<Contents, String> {
+    fn read(&self) -> anyhow::Result<Contents> {
         let read =
-            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+            |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
         Ok((read(&self.cert)?, read(&self.key)?))
     }
 
     /// Loads the files once.
-    pub fn load(&self) -> Result<(CertifiedKey, Contents), String> {
+    pub fn load(&self) -> anyhow::Result<(CertifiedKey, Contents)> {
         let (cert, key) = self.read()?;
         Ok((certified_key(&cert, &key)?, (cert, key)))
     }
@@ -220,6 +219,7 @@ impl CertFiles {
                         tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
                     }
                     Err(error) => {
+                        let error = format!("{error:#}");
                         tracing::warn!(%error, cert = %self.cert.display(), "new certificate not usable yet; keeping the current one");
                     }
                 }
