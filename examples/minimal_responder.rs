@@ -103,7 +103,7 @@ fn main() {
         .unwrap_or_else(|e| usage(&format!("runtime: {e}")));
     runtime.block_on(async move {
         eprintln!("minimal_responder listening on {addr}");
-        // Bound exactly like `pullcheck serve` (src/serve.rs), so the comparison isolates
+        // Bound exactly like `pullcheck serve` (src/webhook/serve.rs), so the comparison isolates
         // pullcheck's own work: keep the two in step (e.g. TCP_NODELAY via
         // `axum_server::accept::NoDelayAcceptor`, which cuts the closed-loop p99 of both from
         // ~43 ms of Nagle/delayed-ACK stalls to a few ms).

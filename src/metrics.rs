@@ -1,4 +1,6 @@
 //! Prometheus metrics, registered once in one [`Metrics`] value shared by every part.
+//!
+//! A leaf: it imports nothing of the crate, and every layer may use it.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -6,7 +6,7 @@
 //!   in-memory cluster;
 //! - [`check`]: the check command (its engine built by [`crate::config::assemble`]);
 //! - [`report`]: what it writes (text, JSON lines, GitHub annotations);
-//! - [`reference`]: the reference command.
+//! - [`reference`](mod@reference): the reference command.
 //!
 //! Depends on: [`crate::config`], [`crate::engine`] and everything below them. Never on
 //! `webhook`.

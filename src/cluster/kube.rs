@@ -16,10 +16,10 @@ use kube::api::{Api, ListParams};
 use moka::future::Cache;
 
 use super::nodes::{watch_nodes, NodeMap};
-use super::{Cluster, ClusterError, SecretData};
+use super::{described, Cluster, ClusterError, SecretData, MAX_MESSAGE};
 use crate::kubelet::credentials::{SECRET_TYPE_DOCKERCFG, SECRET_TYPE_DOCKER_CONFIG_JSON};
 use crate::kubelet::platform::Platform;
-use crate::text::{clip, error_chain, instant_after, truncate};
+use crate::text::{clip, instant_after};
 
 /// How long one read (or the pair of LISTs of [`Cluster::pull_secrets_in`]) may take before
 /// [`KubeCluster`] reports the API server as unavailable.
@@ -31,8 +31,6 @@ pub const CONNECT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const SECRET_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Most ServiceAccounts [`KubeCluster`] caches.
 const SERVICE_ACCOUNT_CACHE_ENTRIES: u64 = 50_000;
-/// Most characters of an API server message quoted in an error.
-const MAX_MESSAGE: usize = 300;
 /// Maps a kube-rs error of a request about `what` ("Secret ns/name", …) to a
 /// [`ClusterError`]. Only API server messages (`Status.message`) and connection errors are
 /// quoted; a decoding error is reported by position, never by the text that failed (that
@@ -84,11 +82,6 @@ fn classify(what: &str, err: kube::Error) -> ClusterError {
             detail: format!("{what}: {}", described(&other)),
         },
     }
-}
-
-/// An error and its sources on one line, at most [`MAX_MESSAGE`] bytes.
-pub(super) fn described(err: &dyn std::error::Error) -> String {
-    truncate(&error_chain(err), MAX_MESSAGE)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -261,7 +254,7 @@ impl KubeCluster {
     /// admission webhook must answer within its deadline, so a failing API server is
     /// reported, not retried for minutes); then a quick probe (`GET /version` with a 3 s
     /// timeout). Err(reason) when there is no reachable cluster: the caller then serves with
-    /// [`NoCluster`] and logs the reason.
+    /// [`super::NoCluster`] and logs the reason.
     pub async fn connect(ttl: Duration, negative_ttl: Duration) -> anyhow::Result<Self> {
         // kube's rustls connector needs a process-wide provider; "already installed" is fine.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

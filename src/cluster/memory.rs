@@ -57,13 +57,13 @@ impl InMemoryCluster {
     }
 
     /// `None`: unknown. The platforms are returned sorted and deduplicated (an empty list
-    /// reads back as `None`, like [`KubeCluster`]'s).
+    /// reads back as `None`, like [`super::KubeCluster`]'s).
     pub fn set_node_platforms(&self, platforms: Option<Vec<Platform>>) {
         self.write().node_platforms = platforms;
     }
 
     /// While set, every async read returns this error. `node_platforms` keeps answering
-    /// what was set (like [`KubeCluster`], which keeps the last known Nodes in an outage).
+    /// what was set (like [`super::KubeCluster`], which keeps the last known Nodes in an outage).
     pub fn fail_with(&self, error: Option<ClusterError>) {
         self.write().failure = error;
     }

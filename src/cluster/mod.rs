@@ -74,6 +74,7 @@ use crate::kubelet::credentials::{
     DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG, SECRET_TYPE_DOCKER_CONFIG_JSON,
 };
 use crate::kubelet::platform::Platform;
+use crate::text::{error_chain, truncate};
 
 // ---------------------------------------------------------------------------------------
 // SecretData
@@ -197,6 +198,14 @@ impl ClusterError {
             | ClusterError::Unexpected { detail } => detail,
         }
     }
+}
+
+/// Most bytes of an API server message (or an error chain) quoted in an error.
+const MAX_MESSAGE: usize = 300;
+
+/// An error and its sources on one line, at most [`MAX_MESSAGE`] bytes.
+pub(super) fn described(err: &dyn std::error::Error) -> String {
+    truncate(&error_chain(err), MAX_MESSAGE)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 
-use super::kube::described;
+use super::described;
 use crate::kubelet::platform::{Platform, LABEL_ARCH, LABEL_ARCH_BETA, LABEL_OS, LABEL_OS_BETA};
 
 /// What the Node watch has seen: node name → (os, arch) when labelled.

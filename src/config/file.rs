@@ -51,7 +51,7 @@ pub struct FileConfig {
     pub server: ServerFile,
 }
 
-/// `server:` of the YAML file (the flags of [`ServerArgs`]).
+/// `server:` of the YAML file (the flags of [`super::ServerArgs`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerFile {

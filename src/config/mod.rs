@@ -1,5 +1,5 @@
 //! Configuration: the command line ([`args`], the only place that knows clap), the YAML
-//! file ([`file`], read with the budgets of [`yaml`]), the resolved settings `serve` and
+//! file ([`file`](mod@file), read with the budgets of [`yaml`]), the resolved settings `serve` and
 //! `check` run with ([`resolved`]), and the one function that builds the engine from them
 //! ([`assemble::engine`]).
 //!

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::explain::{self, quote_list};
+use super::explain::{quote_list, Context};
 use super::finding::{Finding, FindingClass, Located};
-use super::image::{Checker, Context, ImageCheck};
+use super::image::{Checker, ImageCheck};
 use super::policy::{self, Actions, Decision, Mode};
-use super::secrets::PullSecrets;
+use super::secrets::{in_pod_terms, PullSecrets};
 use crate::cluster::Cluster;
 use crate::kubelet::credentials::Keyring;
 use crate::kubelet::platform::Platform;
@@ -36,7 +36,7 @@ pub enum OwnedPods {
     Skip,
 }
 
-/// Webhook settings, from flags and the config file.
+/// The engine's settings, from flags and the config file (`check`: enforce, every Pod).
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Mode of `POST /validate`.
@@ -302,7 +302,7 @@ impl Engine {
             let Some(finding) = &check.finding else {
                 continue;
             };
-            let finding = explain::in_pod_terms(
+            let finding = in_pod_terms(
                 finding,
                 check,
                 &secrets,

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::explain::finding_for;
+use super::explain::{finding_for, Context};
 use super::finding::{Finding, FindingClass};
 use crate::kubelet::credentials::{Keyring, MatchedCredential};
 use crate::kubelet::platform::{self, Platform};
@@ -77,15 +77,6 @@ mod opt_secs {
             None => s.serialize_none(),
         }
     }
-}
-
-/// Where a check's credentials come from, for hints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Context {
-    /// `pullcheck check` with `--docker-config`.
-    Cli,
-    /// An admission review: credentials come from pull secrets.
-    Cluster,
 }
 
 /// Checks images against registries through a shared cache.

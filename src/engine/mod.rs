@@ -22,6 +22,7 @@ pub mod policy;
 mod secrets;
 
 pub use evaluate::{place, Engine, Evaluation, OwnedPods, Settings, Subject};
+pub use explain::Context;
 pub use finding::{Finding, FindingClass, Located};
-pub use image::{Checker, Context, ImageCheck};
+pub use image::{Checker, ImageCheck};
 pub use policy::{Action, Actions, Decision, Mode};

@@ -3,16 +3,21 @@
 //! kubelet builds, with the node's own credentials after them; missing, mistyped and
 //! broken secrets noted. Parsed Secrets and whole secret sets are kept exactly as long as
 //! the cluster's cache promises the same answers, so a warm review reads and parses nothing.
+//! A finding on an image is then said in terms of these secrets ([`in_pod_terms`]: a
+//! missing or mistyped secret, an unattached one that would work, or the
+//! `kubectl create secret` to run).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::finding::FindingClass;
+use super::explain::quote_list;
+use super::finding::{Finding, FindingClass};
 use super::image::ImageCheck;
 use crate::cluster::{Cluster, ClusterError, SecretData};
 use crate::kubelet::credentials::{self, Keyring};
 use crate::kubelet::reference::ImageRef;
-use crate::kubelet::workload;
+use crate::kubelet::workload::{self, PlatformConstraint};
+use crate::text::human_duration;
 
 /// The pull secrets of Pods, read through the cluster and kept parsed.
 pub(super) struct PullSecrets {
@@ -355,4 +360,96 @@ impl PullSecrets {
         }
         out
     }
+}
+
+/// Rewrites a registry finding in terms of the Pod's secrets.
+pub(super) fn in_pod_terms(
+    finding: &Finding,
+    check: &ImageCheck,
+    secrets: &Secrets,
+    namespace: &str,
+    constraint: &PlatformConstraint,
+    unattached: &HashMap<String, Vec<String>>,
+) -> Finding {
+    let mut f = finding.clone();
+    if let Some(age) = check.stale_age {
+        f.message.push_str(&format!(
+            "; the last good answer ({} ago) says it pulls",
+            human_duration(age)
+        ));
+    }
+    if f.class == FindingClass::PlatformMismatch && constraint.is_constrained() {
+        f.message
+            .push_str(&format!(" (the Pod requires {})", constraint.describe()));
+    }
+    if f.class != FindingClass::Unauthorized {
+        return f;
+    }
+    if let Some(e) = &secrets.cluster_error {
+        return Finding {
+            class: FindingClass::Unavailable,
+            message: format!(
+                "{}; pullcheck could not read the pull secrets: {e}",
+                f.message
+            ),
+            hint: None,
+        };
+    }
+    if !check.credentials_tried.is_empty() {
+        return f;
+    }
+    let registry = ImageRef::parse(&check.image)
+        .map(|r| r.domain().to_string())
+        .unwrap_or_default();
+    let suggestion = unattached
+        .get(&check.image)
+        .filter(|names| !names.is_empty())
+        .map(|names| {
+            let entries: Vec<String> = names.iter().map(|n| format!("{{name: {n}}}")).collect();
+            format!(
+                "secret {} in {namespace} has credentials for {registry}: add imagePullSecrets: [{}]",
+                quote_list(names),
+                entries.join(", ")
+            )
+        });
+    let create = format!(
+        "kubectl create secret docker-registry <name> -n {namespace} --docker-server={registry} --docker-username=<user> --docker-password=<password>, then list it in imagePullSecrets"
+    );
+    if !secrets.missing.is_empty() {
+        return Finding {
+            class: FindingClass::SecretMissing,
+            message: format!(
+                "{}; {} {} not exist in namespace {namespace} (the kubelet skips it and pulls anonymously)",
+                f.message,
+                quote_list(&secrets.missing),
+                if secrets.missing.len() == 1 { "does" } else { "do" }
+            ),
+            hint: Some(suggestion.unwrap_or_else(|| format!("create it: {create}"))),
+        };
+    }
+    if !secrets.wrong_type.is_empty() {
+        let list: Vec<String> = secrets
+            .wrong_type
+            .iter()
+            .map(|(n, t)| format!("{n:?} has type {t:?}"))
+            .collect();
+        return Finding {
+            class: FindingClass::SecretInvalid,
+            message: format!(
+                "{}; secret {}: the kubelet reads only kubernetes.io/dockerconfigjson and kubernetes.io/dockercfg secrets",
+                f.message,
+                list.join(", ")
+            ),
+            hint: Some(suggestion.unwrap_or(create)),
+        };
+    }
+    if !secrets.names.is_empty() {
+        f.message = format!(
+            "{}; none of the pull secrets ({}) has credentials for {registry}",
+            f.message,
+            quote_list(&secrets.names)
+        );
+    }
+    f.hint = Some(suggestion.unwrap_or(create));
+    f
 }

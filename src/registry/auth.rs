@@ -2,7 +2,7 @@
 //! `WWW-Authenticate` challenge, Basic credentials, and Bearer tokens from the realm the
 //! registry names (with the Basic credentials of the pull secret, or anonymously).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -165,6 +165,26 @@ pub fn decode_token(body: &[u8]) -> Result<Token, String> {
         value,
         lifetime: Duration::from_secs(secs.saturating_sub(margin).max(1)),
     })
+}
+
+/// How a request was authorized; decides what a 401 means.
+#[derive(Clone, Debug)]
+pub(super) enum Auth {
+    None,
+    Basic,
+    /// Bearer token; `fresh` when fetched for this request (a cached one may have been revoked).
+    Bearer {
+        token: String,
+        fresh: bool,
+    },
+}
+
+pub(super) struct TokenExpiry;
+
+impl moka::Expiry<String, Token> for TokenExpiry {
+    fn expire_after_create(&self, _: &String, token: &Token, _: Instant) -> Option<Duration> {
+        Some(token.lifetime)
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,12 @@ use moka::future::Cache;
 use sha2::Digest as _;
 use url::Url;
 
-use super::auth::{self, Challenge, Token};
+use super::auth::{self, Auth, Challenge, Token, TokenExpiry};
 use super::error::{AuthProblem, RegistryError, Unreachable};
 use super::http::{read_limited, TransportConfig};
 use super::names::TrackedHosts;
 use super::redirect::{self, Answer, Outbound};
-use super::token::{Auth, TokenExpiry};
+
 use crate::kubelet::credentials::Credential;
 use crate::kubelet::manifest::{
     MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
@@ -507,15 +507,6 @@ fn unreachable_retry<T>(host: &str) -> Result<T, RegistryError> {
         cause: Unreachable::InvalidResponse,
         detail: "registry refused a freshly issued token".into(),
     })
-}
-
-/// host[:port] of a URL, as users write it.
-pub fn host_port(url: &Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        _ => String::new(),
-    }
 }
 
 /// `Retry-After`: seconds or an HTTP date.

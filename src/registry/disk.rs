@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
+use anyhow::{anyhow, Context as _};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -130,7 +130,8 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         }
     }
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).context("no randomness for the cache key")?;
+    // getrandom::Error is not a std error without its "std" feature.
+    getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness for the cache key: {e}"))?;
     write_private(path, &key).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
 }

@@ -315,6 +315,15 @@ pub async fn read_limited(
     Ok(body)
 }
 
+/// host[:port] of a URL, as users write it.
+pub fn host_port(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

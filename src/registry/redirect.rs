@@ -28,9 +28,8 @@ use http::{HeaderValue, Method, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::host_port;
 use super::error::{RegistryError, TimeoutLimit, Unreachable};
-use super::http::{classify, TransportConfig};
+use super::http::{classify, host_port, TransportConfig};
 
 /// Redirects followed at most for one request (reqwest's default policy allows 10; five
 /// is what pullcheck always allowed, and more than registries use).

@@ -3,37 +3,15 @@
 //! cached one is refused), Basic credentials. A failure of the token service says so, and
 //! the pull secret's password goes to the realm's origin only.
 
-use std::time::{Duration, Instant};
-
 use http::header::WWW_AUTHENTICATE;
 use http::{Method, StatusCode};
 use url::Url;
 
-use super::auth::{self, Challenge, Token};
-use super::client::{host_port, retry_after, status_label, RegistryClient, TOKEN_LIMIT};
+use super::auth::{self, Auth, Challenge, Token};
+use super::client::{retry_after, status_label, RegistryClient, TOKEN_LIMIT};
 use super::error::{AuthProblem, RegistryError, Unreachable};
-use super::http::read_limited;
+use super::http::{host_port, read_limited};
 use super::redirect::{self, Answer};
-
-/// How a request was authorized; decides what a 401 means.
-#[derive(Clone, Debug)]
-pub(super) enum Auth {
-    None,
-    Basic,
-    /// Bearer token; `fresh` when fetched for this request (a cached one may have been revoked).
-    Bearer {
-        token: String,
-        fresh: bool,
-    },
-}
-
-pub(super) struct TokenExpiry;
-
-impl moka::Expiry<String, Token> for TokenExpiry {
-    fn expire_after_create(&self, _: &String, token: &Token, _: Instant) -> Option<Duration> {
-        Some(token.lifetime)
-    }
-}
 
 impl RegistryClient {
     /// The `/v2/` challenge of this registry, cached per host.
