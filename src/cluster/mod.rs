@@ -1,8 +1,8 @@
-//! Cluster access (`kube`: kube-rs, `nodes`: the Node watch, `memory`: in memory): the pull Secrets and ServiceAccounts the kubelet would read for a Pod,
+//! Cluster access: the pull secrets and ServiceAccounts the kubelet would read for a Pod,
 //! and the platforms (`kubernetes.io/os` / `kubernetes.io/arch`) of the cluster's Nodes.
 //!
 //! [`Cluster`] is the small trait the rest of the crate is written against. It has three
-//! implementations:
+//! implementations (`kube`: kube-rs, `nodes`: the Node watch, `memory`: in memory):
 //!
 //! - [`KubeCluster`]: the real thing over kube-rs. Reads of Secrets / ServiceAccounts go
 //!   through a short moka cache (found entries live `ttl`, absent ones only `negative_ttl`,
@@ -313,7 +313,7 @@ impl Cluster for NoCluster {
         &self,
         namespace: &str,
     ) -> Result<Vec<(String, SecretData)>, ClusterError> {
-        Err(self.error(&format!("pull Secrets of namespace {namespace}")))
+        Err(self.error(&format!("pull secrets of namespace {namespace}")))
     }
 
     fn node_platforms(&self) -> Option<Vec<Platform>> {

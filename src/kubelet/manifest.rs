@@ -331,14 +331,6 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn p(s: &str) -> Platform {
-        Platform::parse(s).unwrap()
-    }
-
-    fn plat(os: &str, arch: &str, variant: Option<&str>) -> Platform {
-        Platform::new(os, arch, variant)
-    }
-
     #[test]
     fn errors_echo_at_most_200_chars() {
         let long = "x".repeat(10_000);
@@ -467,7 +459,10 @@ mod tests {
 
     fn index(platforms: &[&str]) -> ManifestKind {
         ManifestKind::Index {
-            platforms: platforms.iter().map(|s| p(s)).collect(),
+            platforms: platforms
+                .iter()
+                .map(|s| Platform::parse(s).unwrap())
+                .collect(),
         }
     }
 
@@ -537,11 +532,15 @@ mod tests {
         else {
             panic!("expected an index");
         };
-        let mut windows = p("windows/amd64");
+        let mut windows = Platform::parse("windows/amd64").unwrap();
         windows.os_version = Some("10.0.20348.2113".to_owned());
         assert_eq!(
             platforms,
-            vec![p("linux/amd64"), p("linux/arm/v7"), windows]
+            vec![
+                Platform::parse("linux/amd64").unwrap(),
+                Platform::parse("linux/arm/v7").unwrap(),
+                windows
+            ]
         );
     }
 
@@ -562,7 +561,7 @@ mod tests {
             panic!("expected an index");
         };
         assert_eq!(platforms.len(), 50_000);
-        assert_eq!(platforms[49_999], p("linux/a49999"));
+        assert_eq!(platforms[49_999], Platform::parse("linux/a49999").unwrap());
     }
 
     #[rstest]
@@ -680,15 +679,15 @@ mod tests {
     #[rstest]
     #[case::plain(
         r#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
-        plat("linux", "amd64", None)
+        Platform::new("linux", "amd64", None)
     )]
     #[case::variant(
         r#"{"architecture":"arm","os":"linux","variant":"v7","created":"2024-01-01T00:00:00Z"}"#,
-        plat("linux", "arm", Some("v7"))
+        Platform::new("linux", "arm", Some("v7"))
     )]
     #[case::os_version(
         r#"{"architecture":"amd64","os":"windows","os.version":"10.0.17763.5329","variant":""}"#,
-        Platform { os_version: Some("10.0.17763.5329".into()), ..plat("windows", "amd64", None) }
+        Platform { os_version: Some("10.0.17763.5329".into()), ..Platform::new("windows", "amd64", None) }
     )]
     fn config_ok(#[case] body: &str, #[case] expected: Platform) {
         assert_eq!(platform_from_config(body.as_bytes()), Ok(expected));

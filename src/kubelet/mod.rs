@@ -1,6 +1,6 @@
 //! The kubelet's and the container runtime's rules, as pure code without I/O: what an image
 //! reference names (distribution/reference), which credentials the kubelet offers for it
-//! (pull Secrets, docker configs and the keyring), which platforms an image offers and a
+//! (pull secrets, docker configs and the keyring), which platforms an image offers and a
 //! node runs (containerd), and which images a workload pulls (PodSpecs of every kind).
 //!
 //! Depends on: [`crate::text`] only. Everything above builds on these rules: `registry`
