@@ -90,10 +90,10 @@ fn fingerprint(username: &str, password: &str) -> String {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fingerprint = self.fingerprint();
-        let short = fingerprint.get(..12).unwrap_or(fingerprint);
+        // The first 12 of its 32 hex digits, and the mark of the cut.
+        let short = crate::text::clip(self.fingerprint(), 12 + crate::text::ELLIPSIS.len_utf8());
         f.debug_struct("Credential")
-            .field("fingerprint", &format!("{short}…"))
+            .field("fingerprint", &short)
             .finish()
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! Pure code over `serde_json::Value` and the PodSpec subset of [`podspec`]: no I/O.
 //! Nothing here panics on any input; error details are at most [`MAX_DETAIL`] bytes.
+//! Depends on: [`crate::kubelet::platform`], [`crate::text`].
 
 mod constraints;
 mod diff;

@@ -13,7 +13,8 @@
 //!
 //! `authority` signs (a new CA, or one loaded from files, its subject copied byte for byte
 //! with the DER reader of `der`); `apiserver_auth` writes the API server's client
-//! certificate files (`--api-server-client`).
+//! certificate files (`--api-server-client`). Depends on: [`crate::config`] (its
+//! arguments) and [`crate::text`].
 
 mod apiserver_auth;
 mod authority;
