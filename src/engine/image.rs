@@ -84,7 +84,7 @@ pub struct Checker {
     registry: Arc<CachedRegistry>,
     config: Arc<RegistryConfig>,
     /// Verdicts by hash of (image, keyring, context, wanted platforms).
-    verdicts: moka::sync::Cache<u64, Arc<Verdict>>,
+    verdicts: moka::sync::Cache<u64, Arc<Verdict>, foldhash::fast::RandomState>,
     /// Keys only pick a slot: a hit is compared field by field, so a fast hash will do.
     hasher: foldhash::fast::RandomState,
     verdict_hits: prometheus_client::metrics::counter::Counter,
@@ -157,7 +157,7 @@ impl Checker {
         let verdicts = moka::sync::Cache::builder()
             .max_capacity(registry.capacity())
             .expire_after(VerdictExpiry)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         let metrics = registry.metrics();
         Self {
             verdict_hits: metrics.cache_counter("verdict", "hit"),

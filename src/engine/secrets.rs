@@ -28,10 +28,10 @@ pub(super) struct PullSecrets {
     /// An empty keyring with the node's after it: the keyring of a Pod without secrets.
     node_only: Arc<Keyring>,
     /// Parsed pull secrets by hash of (namespace, names); a hit is compared in full.
-    parsed: moka::sync::Cache<u64, Arc<ParsedSecrets>>,
+    parsed: moka::sync::Cache<u64, Arc<ParsedSecrets>, foldhash::fast::RandomState>,
     parsed_hasher: foldhash::fast::RandomState,
     /// Secret sets by hash of (namespace, names, ServiceAccount); a hit is compared in full.
-    secret_sets: moka::sync::Cache<u64, Arc<SecretSet>>,
+    secret_sets: moka::sync::Cache<u64, Arc<SecretSet>, foldhash::fast::RandomState>,
 }
 
 /// The credentials of a PodSpec as the kubelet builds them.
@@ -116,12 +116,12 @@ impl PullSecrets {
                 .max_capacity(PARSED_SECRETS_BYTES)
                 .weigher(|_, v: &Arc<ParsedSecrets>| v.weight())
                 .time_to_idle(std::time::Duration::from_secs(600))
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             parsed_hasher: foldhash::fast::RandomState::default(),
             secret_sets: moka::sync::Cache::builder()
                 .max_capacity(SECRET_SETS)
                 .expire_after(SecretSetExpiry)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
     /// Pull secrets as the kubelet reads them: the Pod's `imagePullSecrets`, or — for pod

@@ -10,9 +10,8 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
+use axum::Router;
+use kube::core::admission::Operation;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -23,6 +22,7 @@ use crate::kubelet::workload::WorkloadKind;
 use crate::metrics::{AdmissionLabels, Metrics};
 use crate::text::{human_duration, parse_duration, truncate};
 use crate::webhook::review;
+use crate::webhook::wire::{self, Answer, ReviewIn};
 
 /// Shared state of the handlers.
 pub struct AppState {
@@ -213,13 +213,12 @@ async fn validate(
     body: Bytes,
 ) -> Response {
     let deadline = started + budget;
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+    let review = match ReviewIn::decode(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(state, format!("invalid AdmissionReview: {e}")),
     };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(r) => r,
-        Err(_) => return bad_request(state, "AdmissionReview has no request".into()),
+    let Some(request) = review.request.as_ref() else {
+        return bad_request(state, "AdmissionReview has no request".into());
     };
     // Events inside the review (a registry or cluster warning) carry its uid and namespace
     // when debug logging is on. Not at `info`: a span's fields are formatted when it is made,
@@ -229,7 +228,7 @@ async fn validate(
         uid = %request.uid,
         namespace = request.namespace.as_deref().unwrap_or(""),
     );
-    let reviewed = review::review(&state.engine, &request, mode, deadline)
+    let reviewed = review::review(&state.engine, request, mode, deadline)
         .instrument(span)
         .await;
     let elapsed = started.elapsed();
@@ -292,7 +291,11 @@ async fn validate(
         .observe(elapsed.as_secs_f64());
     let mut response = reviewed.response;
     bound_response(&mut response);
-    Json(response.into_review()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        wire::encode(&review, &response),
+    )
+        .into_response()
 }
 
 /// Longest denial message and audit annotation value sent back. Real answers stay far
@@ -303,7 +306,7 @@ const MAX_ANNOTATION: usize = 16 << 10;
 /// Strings inside a JSON annotation value are cut to this first, so the value stays JSON.
 const MAX_ANNOTATION_STRING: usize = 1024;
 
-fn bound_response(response: &mut AdmissionResponse) {
+fn bound_response(response: &mut Answer) {
     if response.result.message.len() > MAX_MESSAGE {
         response.result.message = truncate(&response.result.message, MAX_MESSAGE);
     }

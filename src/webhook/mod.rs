@@ -1,6 +1,7 @@
 //! The admission webhook: `pullcheck serve` and `pullcheck certs`.
 //!
-//! - [`review`]: AdmissionReview in, AdmissionResponse out (the engine decides);
+//! - [`wire`]: the AdmissionReview as read and written (only what pullcheck reads);
+//! - [`review`]: a request in, its answer out (the engine decides);
 //! - [`http`]: routes, body limits, the deadline from `?timeout=`, bounded answers;
 //! - [`listener`] and `connections`: the accept loop with its connection limits, TLS,
 //!   HTTP/2 and HTTP/1.1, idle and keep-alive;
@@ -18,5 +19,6 @@ pub mod listener;
 pub mod review;
 pub mod serve;
 pub mod tls;
+pub mod wire;
 
 pub use connections::{Closed, ConnectionMetrics};

@@ -4,8 +4,7 @@
 //! engine), the engine's [`Evaluation`] becomes the answer: allowed or denied, warnings,
 //! audit annotations (`images` with their digests, `findings`, `mode`, `notes`).
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
-use kube::core::DynamicObject;
+use kube::core::admission::Operation;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -14,9 +13,11 @@ use crate::engine::{Engine, Evaluation, FindingClass, Subject};
 use crate::kubelet::workload::{self, WorkloadKind};
 use crate::text::truncate;
 
+use super::wire::{Answer, RequestIn};
+
 /// A response with the labels of its decision, for metrics and logs.
 pub struct Reviewed {
-    pub response: AdmissionResponse,
+    pub response: Answer,
     /// `allowed`, `denied`, `warned`, `skipped`.
     pub decision: &'static str,
     pub mode: Mode,
@@ -25,13 +26,13 @@ pub struct Reviewed {
 /// Answers one request. `route_mode`: the mode of the path, `None` for `/validate`.
 pub async fn review(
     engine: &Engine,
-    req: &AdmissionRequest<DynamicObject>,
+    req: &RequestIn<'_>,
     route_mode: Option<Mode>,
     deadline: Instant,
 ) -> Reviewed {
     let mode = route_mode.unwrap_or(engine.settings.default_mode);
-    let mut response = AdmissionResponse::from(req);
-    let skip = |response: AdmissionResponse, mode| Reviewed {
+    let mut response = Answer::allow(req);
+    let skip = |response: Answer, mode| Reviewed {
         response,
         decision: "skipped",
         mode,
@@ -46,9 +47,8 @@ pub async fn review(
     if req.sub_resource.is_some() && !ephemeral {
         return skip(response, mode);
     }
-    // DynamicObject holds metadata apart and the rest as JSON: decode the PodSpec from
-    // there, without a round trip through serde_json::Value of the whole object.
-    let decode = |o: &DynamicObject| workload::decode_parts(kind, &o.metadata, &o.data);
+    // Only what decides pulls is read from the object's text (see `wire`).
+    let decode = |o: &&serde_json::value::RawValue| workload::decode_raw(kind, o.get());
     let Some(workload) = req.object.as_ref().map(decode) else {
         return skip(response, mode);
     };
@@ -60,7 +60,7 @@ pub async fn review(
     let subject = Subject {
         kind,
         namespace: &namespace,
-        name: display_name(req),
+        name: display_name(req, workload.as_ref().ok()),
         workload,
         old,
         ephemeral,
@@ -84,7 +84,7 @@ pub async fn review(
 }
 
 /// Fills the response: decision, warnings, audit annotations. Returns the decision label.
-fn finish(engine: &Engine, response: &mut AdmissionResponse, ev: &Evaluation) -> &'static str {
+fn finish(engine: &Engine, response: &mut Answer, ev: &Evaluation) -> &'static str {
     let Decision { deny, mut warnings } = ev.decision(&engine.settings.actions);
     if ev.mode != Mode::Audit {
         warnings.extend(
@@ -155,15 +155,16 @@ fn finish(engine: &Engine, response: &mut AdmissionResponse, ev: &Evaluation) ->
     }
 }
 
-fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
+/// The request's name; for an object named by `generateName` (not yet named when
+/// admitted), that prefix and `*`.
+fn display_name(req: &RequestIn<'_>, workload: Option<&workload::Workload>) -> String {
     if !req.name.is_empty() {
         return req.name.clone();
     }
-    req.object
-        .as_ref()
-        .and_then(|o| o.metadata.generate_name.clone())
-        .map(|g| format!("{g}*"))
-        .unwrap_or_else(|| "<unnamed>".into())
+    match workload {
+        Some(w) if !w.name.is_empty() => format!("{}*", w.name),
+        _ => "<unnamed>".into(),
+    }
 }
 
 #[cfg(test)]
@@ -177,8 +178,8 @@ mod tests {
     use crate::kubelet::{ImageRef, Platform};
     use crate::metrics::Metrics;
     use crate::registry::{AuthProblem, ImagePlatforms, Registry, RegistryError, Resolved};
+    use crate::webhook::wire::ReviewIn;
     use async_trait::async_trait;
-    use kube::core::admission::AdmissionReview;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -245,12 +246,8 @@ mod tests {
     }
 
     /// A CREATE of `object` in namespace "ns", as the API server sends it.
-    fn create_review(
-        group: &str,
-        resource: &str,
-        object: serde_json::Value,
-    ) -> AdmissionRequest<DynamicObject> {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+    fn create_review(group: &str, resource: &str, object: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
@@ -264,11 +261,10 @@ mod tests {
                 "object": object,
             }
         }))
-        .unwrap();
-        review.try_into().unwrap()
+        .unwrap()
     }
 
-    fn pod_review(image: &str, secrets: &[&str]) -> AdmissionRequest<DynamicObject> {
+    fn pod_review(image: &str, secrets: &[&str]) -> Vec<u8> {
         let secrets: Vec<_> = secrets
             .iter()
             .map(|s| serde_json::json!({"name": s}))
@@ -288,9 +284,11 @@ mod tests {
         )
     }
 
-    async fn review(w: &Engine, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    async fn review(w: &Engine, body: &[u8]) -> Answer {
         let deadline = Instant::now() + Duration::from_secs(5);
-        super::review(w, req, None, deadline).await.response
+        let review = ReviewIn::decode(body).expect("a review");
+        let request = review.request.as_ref().expect("a request");
+        super::review(w, request, None, deadline).await.response
     }
 
     #[tokio::test]
@@ -392,7 +390,7 @@ mod tests {
         }
     }
 
-    fn deployment_review(image: &str, service_account: &str) -> AdmissionRequest<DynamicObject> {
+    fn deployment_review(image: &str, service_account: &str) -> Vec<u8> {
         create_review(
             "apps",
             "deployments",

@@ -180,6 +180,106 @@ pub fn decode(kind: WorkloadKind, object: &Value) -> Result<Workload, WorkloadEr
     decode_parts(kind, &meta, object)
 }
 
+/// [`decode`] for an object's JSON text, as an AdmissionReview carries it: only
+/// `metadata`'s name, generateName, namespace and ownerReferences, the steps of the path to
+/// the PodSpec, and the PodSpec fields that decide pulls are read from the text; nothing
+/// else becomes a value. A well-formed object reads the same as through [`decode`]; when
+/// anything is off (a missing step, a wrong type, no containers, duplicate keys) the
+/// object is read again through [`decode`], whose answer — the workload or the precise
+/// error — is the one given.
+pub fn decode_raw(kind: WorkloadKind, object: &str) -> Result<Workload, WorkloadError> {
+    if let Some(workload) = decode_fast(kind, object) {
+        return Ok(workload);
+    }
+    let value: Value = serde_json::from_str(object)
+        .map_err(|e| WorkloadError::decode(kind, format!("not JSON: {e}")))?;
+    decode(kind, &value)
+}
+
+/// The well-formed case of [`decode_raw`]; `None` for anything else.
+fn decode_fast(kind: WorkloadKind, object: &str) -> Option<Workload> {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    /// One step on the way to the PodSpec: the fields any step may name.
+    #[derive(Deserialize)]
+    struct Step<'a> {
+        #[serde(borrow, default)]
+        metadata: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        spec: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        template: Option<&'a RawValue>,
+        #[serde(borrow, default, rename = "jobTemplate")]
+        job_template: Option<&'a RawValue>,
+    }
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        generate_name: Option<String>,
+        #[serde(default)]
+        namespace: Option<String>,
+        #[serde(default)]
+        owner_references: Option<Vec<Owner>>,
+    }
+    #[derive(Deserialize)]
+    struct Owner {
+        kind: String,
+        name: String,
+        #[serde(default)]
+        controller: Option<bool>,
+    }
+
+    let top: Step<'_> = serde_json::from_str(object).ok()?;
+    let meta: Meta = match top.metadata {
+        Some(m) => serde_json::from_str(m.get()).ok()?,
+        None => Meta::default(),
+    };
+    let mut node = top;
+    let mut spec = None;
+    let steps = kind.pod_spec_path();
+    for (i, step) in steps.iter().enumerate() {
+        let next = match *step {
+            "spec" => node.spec,
+            "template" => node.template,
+            "jobTemplate" => node.job_template,
+            _ => None,
+        }?;
+        if !next.get().starts_with('{') {
+            return None;
+        }
+        if i + 1 == steps.len() {
+            spec = Some(next);
+        } else {
+            node = serde_json::from_str(next.get()).ok()?;
+        }
+    }
+    let spec: PodSpec = serde_json::from_str(spec?.get()).ok()?;
+    if spec.containers.is_empty() {
+        // Absent, null or empty: let `decode` tell which.
+        return None;
+    }
+    let controller = meta
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| format!("{}/{}", o.kind, o.name));
+    Some(Workload {
+        kind,
+        name: match meta.name {
+            Some(n) if !n.is_empty() => n,
+            _ => meta.generate_name.unwrap_or_default(),
+        },
+        namespace: meta.namespace.filter(|n| !n.is_empty()),
+        spec,
+        controller,
+    })
+}
+
 /// Like [`decode`] for an object already split into its metadata and the rest (kube's
 /// `DynamicObject`): no round trip through JSON on the admission path.
 pub fn decode_parts(
@@ -706,5 +806,66 @@ mod tests {
             uses(&old.spec),
             vec![(C, "web".to_owned(), "nginx:1.25".to_owned())]
         );
+    }
+
+    /// The webhook reads an object's text, CI its value: every fixture and every way an
+    /// object can be off reads the same through both.
+    #[test]
+    fn text_and_value_read_the_same() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
+        let mut objects = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("fixtures") {
+            let path = entry.expect("entry").path();
+            let review: Value =
+                serde_json::from_slice(&std::fs::read(&path).expect("fixture")).expect("JSON");
+            for key in ["object", "oldObject"] {
+                if review["request"][key].is_object() {
+                    objects.push(serde_json::to_string(&review["request"][key]).unwrap());
+                }
+            }
+        }
+        assert!(objects.len() >= 10, "{} fixture objects", objects.len());
+        for text in &objects {
+            // The API server's objects take the fast way (for their own kind).
+            assert!(
+                WorkloadKind::ALL
+                    .iter()
+                    .any(|k| decode_fast(*k, text).is_some()),
+                "read only the slow way: {text}"
+            );
+        }
+        let pod = |spec: &str, meta: &str| format!(r#"{{"metadata":{meta},"spec":{spec}}}"#);
+        let odd = [
+            pod(r#"{"containers":[{"name":"c","image":"a"}]}"#, r#"{"generateName":"g-"}"#),
+            pod(
+                r#"{"containers":[{"name":"c","image":"a"}]}"#,
+                r#"{"name":"p","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"rs","uid":"u","controller":true}]}"#,
+            ),
+            pod(r#"{"containers":[]}"#, "{}"),
+            pod(r#"{}"#, "{}"),
+            pod(r#"{"containers":null}"#, "null"),
+            pod(r#"{"containers":"nginx"}"#, "{}"),
+            pod(r#"[]"#, "{}"),
+            pod(r#"{"containers":[{"name":"c","image":5}]}"#, "{}"),
+            pod(r#"{"containers":[{"name":"c","image":"a"}]}"#, r#"{"name":5}"#),
+            r#"{"spec":{"containers":[{"name":"c","image":"a"}]},"spec":{"containers":[{"name":"d","image":"b"}]}}"#.to_string(),
+            r#"{"spec":{"template":null}}"#.to_string(),
+            r#"{"spec":{"template":{"spec":"x"}}}"#.to_string(),
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"a"}]}}}}"#.to_string(),
+            r#"{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"a"}]}}}}}}"#.to_string(),
+            "[]".to_string(),
+            "7".to_string(),
+        ];
+        objects.extend(odd);
+        for text in &objects {
+            let value: Value = serde_json::from_str(text).expect("JSON");
+            for kind in WorkloadKind::ALL {
+                assert_eq!(
+                    decode_raw(kind, text),
+                    decode(kind, &value),
+                    "{kind} from {text}"
+                );
+            }
+        }
     }
 }

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube::core::DynamicObject;
 use pullcheck::kubelet::credentials::{
     self, DockerConfig, Keyring, DOCKERCFG_KEY, DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG,
     SECRET_TYPE_DOCKER_CONFIG_JSON,
@@ -20,6 +18,7 @@ use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::kubelet::workload::{
     self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind,
 };
+use pullcheck::webhook::wire;
 
 /// One harness: takes any bytes, panics on a finding.
 pub type Harness = fn(&[u8]);
@@ -209,18 +208,19 @@ fn assert_same_config(a: &DockerConfig, b: &DockerConfig) {
 // ---------------------------------------------------------------------------------------------
 
 /// An AdmissionReview body, decoded as the server decodes it, then read as the webhook reads
-/// it: the workload kind, its PodSpec, images (each parsed as a reference), pull secrets,
-/// ServiceAccount, platform constraint, and for an UPDATE the diff against the old object.
+/// it: the workload kind, its PodSpec read from the object's text (and checked to read the
+/// same as through a `serde_json::Value`), images (each parsed as a reference), pull
+/// secrets, ServiceAccount, platform constraint, and for an UPDATE the diff against the old
+/// object.
 pub fn admission(data: &[u8]) {
-    let Ok(review) = serde_json::from_slice::<AdmissionReview<DynamicObject>>(data) else {
+    let Ok(review) = wire::ReviewIn::decode(data) else {
         return;
     };
-    let Ok(req): Result<AdmissionRequest<DynamicObject>, _> = review.try_into() else {
+    let Some(req) = review.request.as_ref() else {
         return;
     };
-    // The response the server always builds (uid, allowed) and serializes.
-    let response = AdmissionResponse::from(&req);
-    let _ = serde_json::to_vec(&response.into_review());
+    // The answer the server always builds (uid, allowed) and writes.
+    let _ = wire::encode(&review, &wire::Answer::allow(req));
 
     let kinds: Vec<WorkloadKind> =
         match WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) {
@@ -229,18 +229,22 @@ pub fn admission(data: &[u8]) {
             // every kind (it only looks at the PodSpec path of the kind it is given).
             None => ALL_KINDS.to_vec(),
         };
-    let Some(object) = req
-        .object
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok())
-    else {
+    let Some(raw) = req.object else {
+        return;
+    };
+    let Ok(object) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
         return;
     };
     let old = req
         .old_object
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok());
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o.get()).ok());
     for kind in kinds {
+        // The webhook's reading of the text and CI's reading of the value agree.
+        assert_eq!(
+            workload::decode_raw(kind, raw.get()),
+            workload::decode(kind, &object),
+            "the object's text and its value read differently as {kind}"
+        );
         check_workload(kind, &object, old.as_ref());
     }
 }
