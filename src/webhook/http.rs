@@ -432,6 +432,173 @@ mod tests {
         request.body(body).expect("request")
     }
 
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/admission")
+            .join(name);
+        std::fs::read(path).expect("fixture")
+    }
+
+    async fn call(app: Router, request: axum::http::Request<Body>) -> (StatusCode, String) {
+        let response = app.oneshot(request).await.expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    fn get(uri: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(uri)
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn reviews_are_answered_with_their_uid_on_both_routes() {
+        let state = state(1 << 20).await;
+        // Neither asks the registry: a deletion, and a scale change without new images.
+        for (uri, name) in [
+            ("/validate?timeout=10s", "deployment-delete.json"),
+            (
+                "/validate/enforce?timeout=10s",
+                "deployment-update-scale.json",
+            ),
+            ("/validate/warn", "deployment-update-scale.json"),
+            ("/validate/audit?timeout=30s", "deployment-delete.json"),
+        ] {
+            let body = fixture(name);
+            let sent: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            let (status, text) = call(
+                router(Arc::clone(&state)),
+                post(uri, Body::from(body), None),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{uri} {name}: {text}");
+            let answer: serde_json::Value = serde_json::from_str(&text).expect("json answer");
+            assert_eq!(answer["apiVersion"], sent["apiVersion"], "{text}");
+            assert_eq!(answer["kind"], "AdmissionReview", "{text}");
+            assert_eq!(answer["response"]["uid"], sent["request"]["uid"], "{text}");
+            assert_eq!(answer["response"]["allowed"], true, "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn undecodable_bodies_get_400_with_a_bounded_reason_and_are_counted() {
+        let state = state(1 << 20).await;
+        let long_kind = format!("{{\"kind\":{}}}", "7".repeat(100_000));
+        for body in [
+            "",
+            "{",
+            "[]",
+            "null",
+            "{\"kind\":\"AdmissionReview\"}",
+            "{\"request\": 5}",
+            "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":1}}",
+            long_kind.as_str(),
+        ] {
+            let (status, reason) = call(
+                router(Arc::clone(&state)),
+                post("/validate", Body::from(body.to_owned()), None),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body:.80}: {reason}");
+            assert!(!reason.trim().is_empty(), "{body:.80}");
+            assert!(reason.len() <= MAX_REASON + 8, "{} bytes", reason.len());
+        }
+        let (_, metrics) = call(router(state), get("/metrics")).await;
+        assert!(
+            metrics.contains(
+                r#"pullcheck_admissions_total{kind="",operation="",mode="",decision="invalid"} 8"#
+            ),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn routes_methods_and_modes() {
+        let state = state(1 << 20).await;
+        let app = || router(Arc::clone(&state));
+        let (status, reason) = call(app(), post("/validate/loud", Body::from("{}"), None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(reason.contains("loud"), "{reason}");
+        assert_eq!(
+            call(app(), get("/validate")).await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(call(app(), get("/nowhere")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(app(), get("/healthz")).await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, metrics) = call(app(), get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            metrics.contains("pullcheck_admission_duration_seconds"),
+            "{metrics}"
+        );
+        // The probe listener answers probes and metrics, never reviews.
+        let probes = || probe_router(Arc::clone(&state));
+        assert_eq!(call(probes(), get("/healthz")).await.0, StatusCode::OK);
+        assert_eq!(call(probes(), get("/metrics")).await.0, StatusCode::OK);
+        let body = Body::from(fixture("deployment-delete.json"));
+        assert_eq!(
+            call(probes(), post("/validate", body, None)).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_state_and_says_why() {
+        let metrics = Arc::new(Metrics::default());
+        let base = state(1 << 20).await;
+        let state = Arc::new(AppState::new(
+            Arc::clone(&base.engine),
+            metrics,
+            Deadline::default(),
+            " (no cluster: test)".into(),
+            1 << 20,
+        ));
+        let (status, _) = call(router(Arc::clone(&state)), get("/readyz")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        state.ready.store(true, Ordering::Relaxed);
+        let (status, text) = call(router(state), get("/readyz")).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::OK, "ok (no cluster: test)\n")
+        );
+    }
+
+    #[test]
+    fn the_deadline_comes_from_the_timeout_parameter() {
+        let uri = |s: &str| s.parse::<axum::http::Uri>().expect("uri");
+        assert_eq!(
+            timeout_of(&uri("/validate?timeout=10s")),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            timeout_of(&uri("/validate/warn?x=1&timeout=1500ms")),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(timeout_of(&uri("/validate")), None);
+        assert_eq!(timeout_of(&uri("/validate?timeout=soon")), None);
+        assert_eq!(timeout_of(&uri("/validate?timeouts=10s")), None);
+        // The budget answers before the API server gives up, and without `?timeout` the
+        // configured default applies.
+        let d = Deadline::default();
+        assert!(d.budget(Some(Duration::from_secs(10))) < Duration::from_secs(10));
+        assert!(d.budget(Some(Duration::from_secs(1))) < Duration::from_secs(1));
+        assert_eq!(
+            d.budget(Some(Duration::from_secs(10))),
+            Duration::from_millis(8000)
+        );
+        assert_eq!(
+            d.budget(Some(Duration::from_secs(5))),
+            Duration::from_millis(4250)
+        );
+        assert_eq!(d.budget(None), d.cap);
+    }
+
     #[tokio::test]
     async fn a_body_sent_too_slowly_is_refused_within_the_review_deadline() {
         let app = router(state(1 << 20).await);
