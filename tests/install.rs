@@ -1509,6 +1509,60 @@ fn rotation_with_a_ca_made_by_openssl_keeps_the_ca_and_verifies(#[case] key_args
     );
 }
 
+/// Subjects rcgen cannot repeat byte for byte (a type twice: rcgen keeps one value per
+/// type; several attributes in one RDN) are refused with the reason, before anything is
+/// signed or written, never signed with a different issuer name.
+#[rstest]
+#[case::repeated("/O=Example/OU=Clusters/OU=Platform/CN=CA", &[], "repeated subject name attributes")]
+#[case::multi_valued("/O=Example/CN=CA+OU=Platform", &["-multivalue-rdn"], "multi-valued subject name attributes")]
+fn a_ca_whose_subject_cannot_be_repeated_is_refused(
+    #[case] subject: &str,
+    #[case] extra: &[&str],
+    #[case] why: &str,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (ca_crt, ca_key) = (dir.join("their-ca.crt"), dir.join("their-ca.key"));
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "30",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        ca_key.to_str().unwrap(),
+        "-out",
+        ca_crt.to_str().unwrap(),
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, text) = openssl(&args);
+    assert!(ok, "{text}");
+    let out = dir.join("out");
+    let certs_args = pullcheck::config::CertsArgs {
+        service: "pullcheck".into(),
+        namespace: "pullcheck".into(),
+        out_dir: out.clone(),
+        days: 30,
+        ca_cert: Some(ca_crt.clone()),
+        ca_key: Some(ca_key),
+        force: false,
+        api_server_client: false,
+    };
+    let e = pullcheck::webhook::certs::write_certs(&certs_args).unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.contains(&*ca_crt.to_string_lossy()) && message.contains(why),
+        "{message}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
 // ---------------------------------------------------------------------------------------
 // certs/install.sh with the real `pullcheck certs` and a recording stand-in for kubectl
 

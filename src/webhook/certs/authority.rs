@@ -8,15 +8,17 @@ use std::time::SystemTime;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::RootCertStore;
 use sha2::{Digest, Sha256};
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::x509::X509Name;
 
-use super::{der, read, CertError, Pem, BACKDATE, CA_DAYS, DAY};
+use super::{read, CertError, Pem, BACKDATE, CA_DAYS, DAY};
 
 /// A CA able to sign: its certificate, its key, and what rcgen needs to name it as issuer.
 pub(super) struct Authority {
@@ -27,6 +29,8 @@ pub(super) struct Authority {
     /// Whether the serving certificate gets an authorityKeyIdentifier: when the CA has a
     /// subjectKeyIdentifier for it to repeat.
     key_id: bool,
+    /// End of a loaded CA's validity (Unix seconds): nothing it signs may outlive it.
+    not_after: Option<i64>,
 }
 
 impl Authority {
@@ -58,10 +62,17 @@ impl Authority {
             key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
             key_id: true,
+            not_after: None,
         })
     }
 
-    pub(super) fn load(cert_path: &Path, key_path: &Path) -> Result<Authority, CertError> {
+    /// The CA of `--ca-cert`/`--ca-key`: refused when the key is not the certificate's, when
+    /// it is not valid at `now`, or when its subject cannot be repeated exactly.
+    pub(super) fn load(
+        cert_path: &Path,
+        key_path: &Path,
+        now: SystemTime,
+    ) -> Result<Authority, CertError> {
         let cert_err = |reason: String| CertError::CaCert {
             path: cert_path.to_path_buf(),
             reason,
@@ -77,17 +88,27 @@ impl Authority {
             .next()
             .ok_or_else(|| cert_err("no PEM CERTIFICATE block".into()))?
             .map_err(|e| cert_err(format!("not PEM: {e}")))?;
-        let mut roots = RootCertStore::empty();
-        roots
-            .add(cert_der.clone())
+        let (_, x509) = x509_parser::parse_x509_certificate(cert_der.as_ref())
             .map_err(|e| cert_err(format!("not an X.509 certificate: {e}")))?;
-        let anchor = roots
-            .roots
-            .first()
-            .ok_or_else(|| cert_err("not an X.509 certificate".into()))?;
-        let subject = der::name(anchor.subject.as_ref()).map_err(cert_err)?;
-        let public_key = der::spki_public_key(anchor.subject_public_key_info.as_ref())
-            .ok_or_else(|| cert_err("malformed subjectPublicKeyInfo".into()))?;
+        check_subject(x509.subject()).map_err(cert_err)?;
+        let validity = x509.validity();
+        let (not_before, not_after) = (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        );
+        let now = unix(now);
+        if now < not_before {
+            return Err(cert_err(format!(
+                "not valid before {}",
+                validity.not_before
+            )));
+        }
+        if now > not_after {
+            return Err(cert_err(format!(
+                "expired on {}: the API server no longer trusts what it signed",
+                validity.not_after
+            )));
+        }
 
         let key_der = rustls_pemfile::private_key(&mut key_pem.as_bytes())
             .map_err(|e| key_err(format!("not PEM: {e}")))?
@@ -100,27 +121,34 @@ impl Authority {
         }
         let key =
             KeyPair::try_from(&key_der).map_err(|e| key_err(format!("unsupported key: {e}")))?;
-        if key.public_key_raw() != public_key {
+        if key.public_key_raw() != &*x509.public_key().subject_public_key.data {
             return Err(CertError::CaKeyMismatch {
                 cert: cert_path.to_path_buf(),
                 key: key_path.to_path_buf(),
             });
         }
 
-        // The authorityKeyIdentifier of the serving certificate must repeat the CA's
-        // subjectKeyIdentifier, however it was computed; without one, there is none.
-        let key_id = der::subject_key_id(cert_der.as_ref());
-        let mut params = CertificateParams::default();
-        params.distinguished_name = subject;
-        params.key_identifier_method =
-            KeyIdMethod::PreSpecified(key_id.clone().unwrap_or_default());
+        // The authorityKeyIdentifier of what it signs repeats the CA's subjectKeyIdentifier,
+        // however it was computed (rcgen reads it); without one, there is none.
+        let key_id = x509.iter_extensions().any(|e| {
+            matches!(
+                e.parsed_extension(),
+                ParsedExtension::SubjectKeyIdentifier(_)
+            )
+        });
         let key_pem = key.serialize_pem();
+        // rcgen reads the subject (each attribute with its string type, so the issuer of
+        // what it signs is the CA's subject byte for byte), the key identifier and the key
+        // usages.
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
+            .map_err(|e| cert_err(format!("cannot sign as this CA: {e}")))?;
         Ok(Authority {
             cert_pem: pem_of(&cert_der),
             cert_der,
             key_pem,
-            issuer: Issuer::new(params, key),
-            key_id: key_id.is_some(),
+            issuer,
+            key_id,
+            not_after: Some(not_after),
         })
     }
 
@@ -188,6 +216,43 @@ impl Authority {
             key: key.serialize_pem(),
         })
     }
+}
+
+impl Authority {
+    /// Whole days a loaded CA is still valid at `now` (`None` for a CA created here): what
+    /// it signs must not outlive it, or it stops verifying (the API server checks the CA's
+    /// dates) on a day nobody chose.
+    pub(super) fn days_left(&self, now: SystemTime) -> Option<i64> {
+        self.not_after
+            .map(|end| (end - unix(now)).max(0) / DAY.as_secs() as i64)
+    }
+}
+
+/// Seconds since the Unix epoch (negative before it).
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A subject name rcgen repeats exactly: one attribute per RDN, each type once (rcgen's
+/// name keeps one value per type, so a second `OU` would vanish from the issuer field and
+/// nothing signed would chain).
+fn check_subject(name: &X509Name<'_>) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for rdn in name.iter_rdn() {
+        let mut attributes = rdn.iter();
+        let (Some(attribute), None) = (attributes.next(), attributes.next()) else {
+            return Err("multi-valued subject name attributes are not supported".into());
+        };
+        let oid = attribute.attr_type();
+        if seen.contains(&oid) {
+            return Err("repeated subject name attributes are not supported".into());
+        }
+        seen.push(oid);
+    }
+    Ok(())
 }
 
 /// Verifies `leaf` for `name` with webpki, trusting only `ca`.

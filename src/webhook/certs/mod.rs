@@ -11,14 +11,13 @@
 //! into the new certificate's issuer field, and every chain is verified with webpki before
 //! anything is written.
 //!
-//! `authority` signs (a new CA, or one loaded from files, its subject copied byte for byte
-//! with the DER reader of `der`); `apiserver_auth` writes the API server's client
+//! `authority` signs (a new CA, or one loaded from files and read back with rcgen's
+//! `x509-parser` feature, its subject copied byte for byte); `apiserver_auth` writes the API server's client
 //! certificate files (`--api-server-client`). Depends on: [`crate::config`] (its
 //! arguments) and [`crate::text`].
 
 mod apiserver_auth;
 mod authority;
-mod der;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -85,6 +84,12 @@ pub enum CertError {
     CaKey { path: PathBuf, reason: String },
     #[error("the CA key {} does not belong to the CA certificate {}", key.display(), cert.display())]
     CaKeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error(
+        "the CA certificate {} expires within a day: create a new CA (without --ca-cert/--ca-key) \
+         and trust it next to the old one",
+        .0.display()
+    )]
+    CaExpiresSoon(PathBuf),
     #[error(
         "{} holds a different CA key, which the cluster may trust: pass --ca-cert/--ca-key to \
          keep that CA, --force to replace it, or another --out-dir",
@@ -164,6 +169,8 @@ pub struct Written {
     pub dir: PathBuf,
     /// The serving certificate was signed by an existing CA (`--ca-cert`).
     pub reused_ca: bool,
+    /// Validity of what was issued: `--days`, or fewer when the given CA ends sooner.
+    pub days: u32,
     /// DNS names of the serving certificate.
     pub names: Vec<String>,
     /// The API server's client certificate was issued for this webhook host.
@@ -177,11 +184,21 @@ pub fn write_certs(args: &CertsArgs) -> Result<Written, CertError> {
     check_days(args.days)?;
     let now = SystemTime::now();
     let (ca, reused_ca) = match (&args.ca_cert, &args.ca_key) {
-        (Some(cert), Some(key)) => (Authority::load(cert, key)?, true),
+        (Some(cert), Some(key)) => (Authority::load(cert, key, now)?, true),
         // clap's `requires` makes one without the other a usage error.
         _ => (Authority::create(now)?, false),
     };
-    let serving = ca.issue(&names, args.days, now)?;
+    // Nothing outlives the CA that signed it.
+    let days = match ca.days_left(now) {
+        Some(left) if left < 1 => {
+            return Err(CertError::CaExpiresSoon(
+                args.ca_cert.clone().unwrap_or_default(),
+            ))
+        }
+        Some(left) => args.days.min(u32::try_from(left).unwrap_or(u32::MAX)),
+        None => args.days,
+    };
+    let serving = ca.issue(&names, days, now)?;
     let ca_pem = ca.pem();
 
     let dir = &args.out_dir;
@@ -205,7 +222,7 @@ pub fn write_certs(args: &CertsArgs) -> Result<Written, CertError> {
     let mut api_server_client = None;
     if args.api_server_client {
         use crate::webhook::certs::apiserver_auth as a;
-        let client = ca.issue_client(args.days, now)?;
+        let client = ca.issue_client(days, now)?;
         // The Service's host as the API server calls it (port 443).
         let host = names.get(2).cloned().unwrap_or_default();
         write_file(dir, a::CLIENT_KEY, &client.key, true)?;
@@ -217,6 +234,7 @@ pub fn write_certs(args: &CertsArgs) -> Result<Written, CertError> {
     Ok(Written {
         dir: fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()),
         reused_ca,
+        days,
         names,
         api_server_client,
     })
@@ -238,9 +256,14 @@ fn print_next_steps(args: &CertsArgs, written: &Written, out: &mut impl Write) -
     )?;
     writeln!(
         out,
-        "  tls.crt, tls.key serving certificate for {}, valid {} days",
+        "  tls.crt, tls.key serving certificate for {}, valid {} days{}",
         written.names.join(", "),
-        args.days
+        written.days,
+        if written.days < args.days {
+            " (the CA ends then)"
+        } else {
+            ""
+        }
     )?;
     if let Some(host) = &written.api_server_client {
         crate::webhook::certs::apiserver_auth::print_next_steps(out, dir, host)?;
@@ -625,7 +648,7 @@ mod tests {
         let (cert_path, key_path) = (tmp.path().join("ca.pem"), tmp.path().join("ca-key.pem"));
         fs::write(&cert_path, cert.pem()).unwrap();
         fs::write(&key_path, key.serialize_pem()).unwrap();
-        let ca = Authority::load(&cert_path, &key_path).unwrap();
+        let ca = Authority::load(&cert_path, &key_path, SystemTime::now()).unwrap();
         let names = service_names("hook", "infra").unwrap();
         let leaf = ca.issue(&names, 10, SystemTime::now()).unwrap();
         verify(cert.der(), &der_of(&leaf.cert), "hook.infra.svc").unwrap();
@@ -634,9 +657,134 @@ mod tests {
         let stranger = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         fs::write(&key_path, stranger.serialize_pem()).unwrap();
         assert!(matches!(
-            Authority::load(&cert_path, &key_path),
+            Authority::load(&cert_path, &key_path, SystemTime::now()),
             Err(CertError::CaKeyMismatch { .. })
         ));
+    }
+
+    /// A CA valid from `now + from` to `now + to` (seconds; negative in the past), written
+    /// to `dir` as ca.pem and ca-key.pem.
+    fn dated_ca(dir: &Path, from: i64, to: i64, ski: bool) -> (PathBuf, PathBuf) {
+        let at = |secs: i64| {
+            let now = SystemTime::now();
+            let d = Duration::from_secs(secs.unsigned_abs());
+            if secs < 0 {
+                now - d
+            } else {
+                now + d
+            }
+        };
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Dated CA");
+        params.not_before = at(from).into();
+        params.not_after = at(to).into();
+        if ski {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let paths = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+        fs::write(&paths.0, cert.pem()).unwrap();
+        fs::write(&paths.1, key.serialize_pem()).unwrap();
+        paths
+    }
+
+    #[test]
+    fn a_given_ca_outside_its_dates_is_refused_and_nothing_outlives_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let day = DAY.as_secs() as i64;
+        let refused = |from, to| {
+            let (cert, key) = dated_ca(tmp.path(), from, to, true);
+            match Authority::load(&cert, &key, SystemTime::now()) {
+                Err(e @ CertError::CaCert { .. }) => e.to_string(),
+                Err(e) => panic!("another error: {e}"),
+                Ok(_) => panic!("accepted"),
+            }
+        };
+        let expired = refused(-30 * day, -day);
+        assert!(expired.contains("ca.pem: expired on "), "{expired}");
+        let early = refused(day, 30 * day);
+        assert!(early.contains("ca.pem: not valid before "), "{early}");
+
+        // 9 days and 23 hours left: a 30-day request gets 9 whole days, for the serving and
+        // the client certificate, and the output says why.
+        let (cert, key) = dated_ca(tmp.path(), -day, 10 * day - 3600, true);
+        let mut a = args(&tmp.path().join("out"));
+        (a.ca_cert, a.ca_key, a.api_server_client) = (Some(cert.clone()), Some(key), true);
+        let mut out = Vec::new();
+        assert_eq!(run_certs(&a, &mut out).unwrap(), 0);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("valid 9 days (the CA ends then)"), "{text}");
+        let ca_end = x509_end(&fs::read_to_string(&cert).unwrap());
+        for issued in ["tls.crt", apiserver_auth::CLIENT_CERT] {
+            let pem = fs::read_to_string(a.out_dir.join(issued)).unwrap();
+            assert!(x509_end(&pem) <= ca_end, "{issued} outlives the CA");
+        }
+
+        // Less than a day left: nothing is issued.
+        let (cert, key) = dated_ca(tmp.path(), -day, day / 2, true);
+        let mut a = args(&tmp.path().join("late"));
+        (a.ca_cert, a.ca_key) = (Some(cert), Some(key));
+        let e = write_certs(&a).unwrap_err();
+        assert!(matches!(e, CertError::CaExpiresSoon(_)), "{e}");
+        assert!(!a.out_dir.join("tls.crt").exists());
+    }
+
+    fn x509_end(pem: &str) -> i64 {
+        let der = der_of(pem);
+        let (_, x509) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        x509.validity().not_after.timestamp()
+    }
+
+    fn has_extension(pem: &str, oid: &x509_parser::oid_registry::Oid<'_>) -> bool {
+        let der = der_of(pem);
+        let (_, x509) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let found = x509.iter_extensions().any(|e| &e.oid == oid);
+        found
+    }
+
+    /// The authorityKeyIdentifier repeats the CA's subjectKeyIdentifier; a CA without one
+    /// gets certificates without one (nothing to repeat), which still verify.
+    #[test]
+    fn the_authority_key_identifier_follows_the_ca() {
+        use x509_parser::oid_registry::{
+            OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER as AKI,
+            OID_X509_EXT_SUBJECT_KEY_IDENTIFIER as SKI,
+        };
+        let day = DAY.as_secs() as i64;
+        for with_ski in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (cert, key) = dated_ca(tmp.path(), -day, 400 * day, with_ski);
+            let ca_pem = fs::read_to_string(&cert).unwrap();
+            assert_eq!(has_extension(&ca_pem, &SKI), with_ski);
+            let ca = Authority::load(&cert, &key, SystemTime::now()).unwrap();
+            let names = service_names("hook", "infra").unwrap();
+            let leaf = ca.issue(&names, 30, SystemTime::now()).unwrap();
+            assert_eq!(has_extension(&leaf.cert, &AKI), with_ski);
+            verify(&der_of(&ca_pem), &der_of(&leaf.cert), "hook.infra.svc").unwrap();
+            if with_ski {
+                let aki = |pem: &str| {
+                    let der = der_of(pem);
+                    let (_, x509) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+                    let id = x509
+                        .iter_extensions()
+                        .find_map(|e| match e.parsed_extension() {
+                            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                            }
+                            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                                Some(k.0.to_vec())
+                            }
+                            _ => None,
+                        });
+                    id
+                };
+                assert_eq!(aki(&leaf.cert), aki(&ca_pem));
+            }
+        }
     }
 
     #[test]
@@ -650,11 +798,11 @@ mod tests {
         .unwrap();
         let missing = tmp.path().join("missing.pem");
         assert!(matches!(
-            Authority::load(&missing, &junk),
+            Authority::load(&missing, &junk, SystemTime::now()),
             Err(CertError::Read { .. })
         ));
         assert!(matches!(
-            Authority::load(&junk, &junk),
+            Authority::load(&junk, &junk, SystemTime::now()),
             Err(CertError::CaCert { .. })
         ));
         let mut a = args(tmp.path());
