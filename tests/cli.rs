@@ -209,6 +209,14 @@ fn usage_errors_exit_2() {
         ],
         vec!["check", "--image", "nginx", "--format", "yaml"],
         vec!["check", "--image", "nginx", "--timeout", "soon"],
+        vec![
+            "check",
+            "--image",
+            "nginx",
+            "--config",
+            "/nonexistent/pullcheck.yaml",
+        ],
+        vec!["check", "--image", "nginx", "--default-mode", "loud"],
         vec!["frobnicate"],
     ] {
         let out = pullcheck(&args);
@@ -220,6 +228,31 @@ fn usage_errors_exit_2() {
         );
         assert!(!out.stderr.is_empty(), "{args:?} explains itself");
     }
+}
+
+/// `check --config` refuses a file `serve` would refuse, naming it and the line.
+#[test]
+fn check_config_errors_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pullcheck.yaml");
+    std::fs::write(
+        &path,
+        "defaultMode: enforce\nactions:\n  unavailabel: deny\n",
+    )
+    .unwrap();
+    let out = pullcheck(&[
+        "check",
+        "--config",
+        path.to_str().unwrap(),
+        "--image",
+        "nginx",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("config {}: line 3:", path.display())) && err.contains("unavailabel"),
+        "{err}"
+    );
 }
 
 fn base64_encode(s: &str) -> String {

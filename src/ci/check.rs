@@ -1,8 +1,10 @@
 //! `pullcheck check [PATH|-]… [--image REF]…`: the webhook's decision path over manifests,
-//! before apply. Objects are evaluated by [`Engine::evaluate`] in enforce mode against an
-//! in-memory cluster filled with the input's Secrets and ServiceAccounts, so a finding reads
-//! the same here as in `kubectl apply`. Exit codes: 0 clean, 1 findings, 2 usage or
-//! unreadable input.
+//! before apply. Objects are evaluated by [`Engine::evaluate`] — in enforce mode unless the
+//! configuration (`--config`, the webhook's file, or `--default-mode`) says otherwise —
+//! against an in-memory cluster filled with the input's Secrets and ServiceAccounts, so a
+//! finding reads the same here as in `kubectl apply`. Everything is written by the one
+//! [`Writer`]. Exit codes: 0 clean, 1 findings that fail the run, 2 usage or unreadable
+//! input.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,11 +18,11 @@ use tokio::time::Instant;
 use super::input;
 use super::manifest_stream::{self, Item};
 use super::manifests::{self, Document};
-use super::report::{self, Report};
+use super::report::{Report, Writer};
 use crate::cluster::{Cluster, InMemoryCluster};
 use crate::config::assemble::{self, ClusterWiring, Wiring};
-use crate::config::{CheckArgs, CheckConfig, Format, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
-use crate::engine::{Action, Context, Engine, Evaluation, Mode, Subject};
+use crate::config::{CheckArgs, CheckConfig, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
+use crate::engine::{Context, Engine, Evaluation, Subject};
 use crate::kubelet::workload::{self, WorkloadKind};
 use crate::metrics::Metrics;
 
@@ -45,6 +47,14 @@ pub async fn run_check(
         Ok(c) => c,
         Err(e) => return usage(err, format!("{e:#}")),
     };
+    if let (Some(path), false) = (&args.config, config.serve_only.is_empty()) {
+        writeln!(
+            err,
+            "note: config {}: {} apply to `pullcheck serve` only; check does not use them",
+            path.display(),
+            config.serve_only.join(", ")
+        )?;
+    }
     let wanted = &config.platforms;
     // The cluster of a run is what its manifests hold (filled after the first pass) and
     // the nodes of --platform.
@@ -62,34 +72,37 @@ pub async fn run_check(
         writeln!(err, "warning: {w}")?;
     }
     let engine = &assembled.engine;
-    let actions = &engine.settings.actions;
-    let mut failing = 0;
-    let mut transient = 0;
+    let settings = &engine.settings;
+    let mut writer = Writer::new(out, err, args.format);
 
     if !args.images.is_empty() {
         let deadline = tokio::time::Instant::now() + args.timeout;
+        let checked: Vec<String> = (args.images.iter())
+            .filter(|i| !engine.exempt_image(i))
+            .cloned()
+            .collect();
         let results = engine
             .checker
             .check_all(
-                &args.images,
+                &checked,
                 &assembled.keyring,
                 wanted,
                 Context::Cli,
                 deadline,
-                args.concurrency,
+                settings.concurrency,
             )
             .await;
-        for r in &results {
-            match r.class() {
-                Some(c) if actions.of(c) == Action::Deny => failing += 1,
-                Some(_) => transient += 1,
-                None => {}
+        // In the order given; an exempt image is said to be, as the webhook skips it.
+        for image in &args.images {
+            if engine.exempt_image(image) {
+                writer.exempt_image(image);
+            } else if let Some(r) = results.iter().find(|r| &r.image == image) {
+                writer.image(r, settings.default_mode, &settings.actions);
             }
-            report::write_image(out, r, args.format, actions)?;
         }
     }
 
-    let mut input_errors = 0;
+    let mut skipped_kinds = None;
     if !args.paths.is_empty() {
         let read = input::read_all(&args.paths, stdin, args.max_input_bytes);
         let mut survey = manifest_stream::survey(read.inputs).await;
@@ -101,64 +114,39 @@ pub async fn run_check(
             &cluster,
         ));
         survey.cluster = Vec::new();
-        report::write_input_errors(out, err, &errors, &read.warnings, args.format)?;
+        writer.input_errors(&errors, &read.warnings);
         let run = Run {
             engine,
             default_namespace: &args.namespace,
             timeout: args.timeout,
-            concurrency: args.concurrency,
-            format: args.format,
+            concurrency: config.objects_at_once,
         };
         let items = manifest_stream::spawn_stream(&mut survey);
-        let tally = check_stream(&run, items, survey.workloads, out, err).await?;
-        input_errors = errors.len() + tally.input_errors;
-        if tally.objects + tally.input_errors < survey.workloads {
+        let before = writer.tally();
+        check_stream(&run, items, survey.workloads, &mut writer).await;
+        let after = writer.tally();
+        let done = (after.objects - before.objects) + (after.input_errors - before.input_errors);
+        if done < survey.workloads {
             // Never a silent pass: objects the first pass saw were not all checked.
-            let missing = survey.workloads - tally.objects - tally.input_errors;
-            writeln!(err, "error: pullcheck: {missing} objects were not checked")?;
-            input_errors += 1;
+            writer.unchecked(survey.workloads - done);
         }
-        failing += tally.failing;
-        transient += tally.warnings;
-        if args.format == Format::Text {
-            writeln!(
-                out,
-                "pullcheck: {} objects, {} images checked ({} other objects skipped): {} failing, {} warnings{}",
-                tally.objects,
-                tally.images,
-                survey.skipped,
-                tally.failing,
-                tally.warnings,
-                if input_errors > 0 { format!(", {input_errors} unreadable inputs") } else { String::new() }
-            )?;
-        }
+        skipped_kinds = Some(survey.skipped);
     }
+    writer.summary(skipped_kinds);
+    let tally = writer.finish();
     if let Some(disk) = &assembled.disk {
         if let Err(e) = disk.save() {
             writeln!(err, "warning: {e}")?;
         }
     }
-    Ok(if input_errors > 0 {
+    let tally = tally?;
+    Ok(if tally.input_errors > 0 {
         EXIT_USAGE
-    } else if failing > 0 || (args.strict && transient > 0) {
+    } else if tally.failing > 0 {
         EXIT_FINDINGS
     } else {
         EXIT_OK
     })
-}
-
-/// What a run found, for the exit code.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    pub objects: usize,
-    pub images: usize,
-    pub skipped: usize,
-    /// Findings the webhook would deny in enforce mode.
-    pub failing: usize,
-    /// Findings admitted with a warning (transient), and advisories.
-    pub warnings: usize,
-    /// Inputs or documents that could not be read.
-    pub input_errors: usize,
 }
 
 /// How `check` evaluates and writes.
@@ -167,7 +155,6 @@ pub struct Run<'a> {
     pub default_namespace: &'a str,
     pub timeout: Duration,
     pub concurrency: usize,
-    pub format: Format,
 }
 
 /// Evaluates the workloads of `items` as they arrive, `concurrency` at once, and writes
@@ -177,10 +164,8 @@ pub async fn check_stream(
     run: &Run<'_>,
     mut items: mpsc::Receiver<(Item, OwnedSemaphorePermit)>,
     expected: usize,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> std::io::Result<Tally> {
-    let mut tally = Tally::default();
+    writer: &mut Writer<'_>,
+) {
     let done = Arc::new(AtomicUsize::new(0));
     let progress = progress_reporter(Arc::clone(&done), expected);
     let reports = futures::stream::poll_fn(|cx| items.poll_recv(cx))
@@ -198,37 +183,17 @@ pub async fn check_stream(
         })
         .buffered(run.concurrency.max(1));
     futures::pin_mut!(reports);
-    let mut last_file: Option<Arc<str>> = None;
     let actions = &run.engine.settings.actions;
-    let mut written = Ok(());
     while let Some((report, _permit)) = reports.next().await {
-        let r = match report {
-            Err(e) => {
-                tally.input_errors += 1;
-                written = written.and(report::write_input_errors(out, err, &[e], &[], run.format));
-                continue;
-            }
-            Ok(r) => r,
-        };
-        tally.objects += 1;
-        tally.images += r.eval.uses.len();
-        for f in &r.eval.findings {
-            match actions.of(f.finding.class) {
-                Action::Deny => tally.failing += 1,
-                _ => tally.warnings += 1,
-            }
-        }
-        tally.warnings += r.eval.advisories.len();
-        // A closed pipe stops the writing, not the counting (the exit code stays right).
-        if written.is_ok() {
-            written = report::write_report(out, &r, run.format, actions, &mut last_file);
+        match report {
+            Err(e) => writer.input_errors(&[e], &[]),
+            Ok(r) => writer.object(&r, actions),
         }
     }
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
     }
-    written.map(|()| tally)
 }
 
 async fn evaluate(run: &Run<'_>, doc: &Document) -> Evaluation {
@@ -244,8 +209,9 @@ async fn evaluate(run: &Run<'_>, doc: &Document) -> Evaluation {
         // Nothing ran ServiceAccount admission on manifests: apply it here.
         service_account_rule: true,
     };
+    let mode = run.engine.settings.default_mode;
     run.engine
-        .evaluate(&subject, Mode::Enforce, Instant::now() + run.timeout)
+        .evaluate(&subject, mode, Instant::now() + run.timeout)
         .await
 }
 

@@ -5,7 +5,8 @@
 //!   parsed in two linear passes with Lists streamed, Secrets and ServiceAccounts for the
 //!   in-memory cluster;
 //! - [`check`]: the check command (its engine built by [`crate::config::assemble`]);
-//! - [`report`]: what it writes (text, JSON lines, GitHub annotations);
+//! - [`report`]: the one writer of its output, for every path (one JSON schema, one
+//!   escaping per format: text, JSON lines, GitHub annotations);
 //! - [`reference`](mod@reference): the reference command.
 //!
 //! Depends on: [`crate::config`], [`crate::engine`] and everything below them. Never on

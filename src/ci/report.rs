@@ -1,17 +1,24 @@
-//! What `check` writes: per object (its findings at the line of the image, resolved images,
-//! advisories) or per `--image`, as text, JSON lines or GitHub Actions workflow commands;
-//! and unreadable inputs. Every value from the input is clipped ([`FIELD_LIMIT`],
-//! [`MESSAGE_LIMIT`]) and escaped for its format.
+//! The one writer of `check`'s output. Every path — objects from manifests, `--image`,
+//! unreadable inputs — describes what it found as [`Line`]s of one schema, and the writer
+//! renders them in the chosen format: text (grouped by file and object), JSON lines (the
+//! [`Line`] itself; README, "CI usage", lists the fields of each kind), or GitHub Actions
+//! workflow commands. It also counts, so the exit code follows what was printed: a `FAIL`
+//! line (`::error`, `"action": "deny"`) is exactly what fails the run.
+//!
+//! Every value from the input is clipped ([`FIELD_LIMIT`], [`MESSAGE_LIMIT`]) and escaped
+//! for its format: control characters shown as escapes in text, workflow command escaping
+//! for GitHub (`%`, CR, LF in data; also `:` and `,` in properties), JSON's own.
 
 use std::borrow::Cow;
-use std::io::Write;
+use std::io::{self, Write};
 use std::sync::Arc;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::manifests::{Document, InputError};
 use crate::config::Format;
-use crate::engine::{Action, Actions, Evaluation, ImageCheck};
+use crate::engine::policy::action;
+use crate::engine::{place, Action, Actions, Evaluation, ImageCheck, Located, Mode};
 use crate::text::{clip, FIELD_LIMIT, MESSAGE_LIMIT};
 
 /// One object and what its evaluation found.
@@ -20,332 +27,549 @@ pub(super) struct Report {
     pub(super) eval: Evaluation,
 }
 
-/// Writes the report of one object in `format`.
-pub(super) fn write_report(
-    out: &mut dyn Write,
-    r: &Report,
-    format: Format,
-    actions: &Actions,
-    last_file: &mut Option<Arc<str>>,
-) -> std::io::Result<()> {
-    match format {
-        Format::Text => write_text(out, r, actions, last_file),
-        Format::Json => write_json(out, r, actions),
-        Format::Github => write_github(out, r, actions),
+/// What a run wrote, for the summary and the exit code.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub objects: usize,
+    pub images: usize,
+    /// Findings the run fails on (`FAIL`): what the webhook would deny, and with `--strict`
+    /// transient findings too.
+    pub failing: usize,
+    /// Findings that do not fail the run (`WARN`, `NOTE`), and advisories.
+    pub warnings: usize,
+    /// Inputs or documents that could not be read.
+    pub input_errors: usize,
+}
+
+/// The object a line belongs to (`object` in JSON).
+#[derive(Serialize)]
+struct Object {
+    kind: String,
+    namespace: Option<String>,
+    name: String,
+}
+
+/// One line of `check`'s output, in the JSON schema: every key is always present (`null`
+/// or `[]` when it does not apply). `verdict` tells the kind: `ok` or a finding class (an
+/// image, or with `image: null` a finding about the object, e.g. a broken pull secret),
+/// `note` (an advisory), `skipped` (an object or image not checked, and why),
+/// `input_error`, `input_warning`.
+#[derive(Serialize)]
+pub struct Line {
+    file: Option<Arc<str>>,
+    line: Option<usize>,
+    object: Option<Object>,
+    container: Option<String>,
+    image: Option<String>,
+    canonical: Option<String>,
+    verdict: &'static str,
+    action: Option<&'static str>,
+    digest: Option<String>,
+    platforms: Vec<String>,
+    missing_platforms: Vec<String>,
+    credential_source: Option<String>,
+    stale_age_seconds: Option<f64>,
+    notes: Vec<String>,
+    message: Option<String>,
+    hint: Option<String>,
+    /// How text and GitHub name the object or image (`Deployment team-a/web`).
+    #[serde(skip)]
+    subject: Option<String>,
+    /// Text: where an image is used (`container "web"`).
+    #[serde(skip)]
+    place: Option<String>,
+    /// Text: the line the object starts on (its header).
+    #[serde(skip)]
+    object_line: Option<usize>,
+}
+
+impl Line {
+    fn new(verdict: &'static str) -> Self {
+        Self {
+            file: None,
+            line: None,
+            object: None,
+            container: None,
+            image: None,
+            canonical: None,
+            verdict,
+            action: None,
+            digest: None,
+            platforms: Vec::new(),
+            missing_platforms: Vec::new(),
+            credential_source: None,
+            stale_age_seconds: None,
+            notes: Vec::new(),
+            message: None,
+            hint: None,
+            subject: None,
+            place: None,
+            object_line: None,
+        }
+    }
+
+    /// The verdict on one image: its check, and the finding located in the object (or, for
+    /// `--image`, the check's own), with what the policy makes of it.
+    fn image(check: &ImageCheck, finding: Option<&Located>, action: Option<Action>) -> Self {
+        let mut l = Line::new(finding.map_or("ok", |f| f.finding.class.as_str()));
+        l.image = Some(field(&check.image));
+        l.canonical = check.canonical.as_deref().map(field);
+        l.action = action.map(Action::as_str);
+        if let Some(r) = &check.resolved {
+            l.digest = Some(field(&r.digest));
+            l.platforms = r
+                .platforms
+                .platforms
+                .iter()
+                .map(|p| field(&p.to_string()))
+                .collect();
+        }
+        l.missing_platforms = check
+            .missing_platforms
+            .iter()
+            .map(|p| field(&p.to_string()))
+            .collect();
+        l.credential_source = check.credential_source.as_deref().map(field);
+        l.stale_age_seconds = check.stale_age.map(|d| d.as_secs_f64());
+        l.notes = check.notes.iter().map(|n| sentence(n)).collect();
+        if let Some(f) = finding {
+            l.message = Some(sentence(&f.sentence()));
+            l.hint = f.finding.hint.as_deref().map(sentence);
+        }
+        l
+    }
+
+    /// What text and GitHub show as the level of a finding or note.
+    fn level(&self) -> Level {
+        match self.action {
+            Some("deny") => Level::Fail,
+            Some("audit") => Level::Note,
+            _ => Level::Warn,
+        }
     }
 }
 
-/// Writes the verdict on one `--image` in `format`.
-pub(super) fn write_image(
-    out: &mut dyn Write,
-    r: &ImageCheck,
-    format: Format,
-    actions: &Actions,
-) -> std::io::Result<()> {
-    match format {
-        Format::Json => writeln!(out, "{}", json_line(r)),
-        Format::Text => write_image_text(out, r),
-        Format::Github => write_github_image(out, r, actions),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Fail,
+    Warn,
+    Note,
+}
+
+impl Level {
+    fn text(self) -> &'static str {
+        match self {
+            Level::Fail => "FAIL",
+            Level::Warn => "WARN",
+            Level::Note => "NOTE",
+        }
     }
-}
 
-fn line_of(r: &Report, image: &str) -> usize {
-    r.doc.line_of(image).unwrap_or(r.doc.line)
-}
-
-fn label(action: Action) -> &'static str {
-    match action {
-        Action::Deny => "FAIL",
-        Action::Warn => "warn",
-        Action::Audit => "note",
+    fn github(self) -> &'static str {
+        match self {
+            Level::Fail => "error",
+            Level::Warn => "warning",
+            Level::Note => "notice",
+        }
     }
 }
 
 /// A value from the input (image, name, …) as written out.
-fn field(s: &str) -> Cow<'_, str> {
-    clip(s, FIELD_LIMIT)
+fn field(s: &str) -> String {
+    clip(s, FIELD_LIMIT).into_owned()
 }
 
 /// A sentence (which may quote the input) as written out.
-fn sentence(s: &str) -> Cow<'_, str> {
-    clip(s, MESSAGE_LIMIT)
+fn sentence(s: &str) -> String {
+    clip(s, MESSAGE_LIMIT).into_owned()
 }
 
-fn write_text(
-    out: &mut dyn Write,
-    r: &Report,
-    actions: &Actions,
-    last_file: &mut Option<Arc<str>>,
-) -> std::io::Result<()> {
-    if r.eval.uses.is_empty() && r.eval.findings.is_empty() && r.eval.advisories.is_empty() {
-        return Ok(());
-    }
-    if last_file.as_deref() != Some(&*r.doc.file) {
-        writeln!(out, "{}", r.doc.file)?;
-        *last_file = Some(Arc::clone(&r.doc.file));
-    }
-    writeln!(out, "  {} (line {})", field(&r.eval.subject), r.doc.line)?;
-    for f in &r.eval.findings {
-        writeln!(
+/// The one writer of `check`'s output (see the module's documentation).
+pub struct Writer<'w> {
+    out: &'w mut dyn Write,
+    err: &'w mut dyn Write,
+    format: Format,
+    /// Text: the file (or `--image`) and the object whose headers were written last.
+    group: Option<Arc<str>>,
+    object: Option<(Arc<str>, usize)>,
+    tally: Tally,
+    /// The first write error (a closed pipe): writing stops there, the run goes on to its
+    /// end (the disk cache is saved), and [`Writer::finish`] returns it.
+    failed: Option<io::Error>,
+}
+
+impl<'w> Writer<'w> {
+    pub fn new(out: &'w mut dyn Write, err: &'w mut dyn Write, format: Format) -> Self {
+        Self {
             out,
-            "    {:>5}  {}  {} [{}]",
-            line_of(r, &f.image),
-            label(actions.of(f.finding.class)),
-            sentence(&f.sentence()),
-            f.finding.class
-        )?;
-    }
-    for u in &r.eval.uses {
-        let Some(check) = r.eval.checks.iter().find(|c| c.image == u.image) else {
-            continue;
-        };
-        if check.finding.is_some() {
-            continue;
+            err,
+            format,
+            group: None,
+            object: None,
+            tally: Tally::default(),
+            failed: None,
         }
-        let digest = check.resolved.as_ref().map_or("", |x| x.digest.as_str());
-        writeln!(
-            out,
-            "    {:>5}  ok    {} ({}) {}",
-            line_of(r, &u.image),
-            field(&crate::engine::place(u)),
-            field(&u.image),
-            field(digest)
-        )?;
     }
-    for a in &r.eval.advisories {
-        writeln!(out, "           warn  {}", sentence(a))?;
+
+    pub fn tally(&self) -> Tally {
+        self.tally
     }
-    Ok(())
+
+    /// Objects the first pass saw that were never checked: never a silent pass, an input
+    /// error (exit 2) without a file.
+    pub fn unchecked(&mut self, missing: usize) {
+        self.tally.input_errors += 1;
+        let mut l = Line::new("input_error");
+        l.message = Some(format!("{missing} objects were not checked"));
+        self.write(&l);
+    }
+
+    /// The report of one object: its images in spec order (a finding or `ok`), findings
+    /// about the object itself, advisories; or why it was skipped.
+    pub(super) fn object(&mut self, r: &Report, actions: &Actions) {
+        let ev = &r.eval;
+        let doc = &r.doc;
+        self.tally.objects += 1;
+        self.tally.images += ev.uses.len();
+        let (_, kind) = doc.group_kind();
+        let object = || Object {
+            kind: field(kind),
+            namespace: doc.namespace().map(field),
+            name: field(&doc.name()),
+        };
+        let at = |mut l: Line, line: usize| {
+            l.file = Some(Arc::clone(&doc.file));
+            l.line = Some(line);
+            l.object = Some(object());
+            l.subject = Some(field(&ev.subject));
+            l.object_line = Some(doc.line);
+            l
+        };
+        let mut lines = Vec::new();
+        if let Some(why) = &ev.skipped {
+            let mut l = Line::new("skipped");
+            l.message = Some(sentence(why));
+            lines.push(at(l, doc.line));
+        }
+        for u in &ev.uses {
+            let Some(check) = ev.checks.iter().find(|c| c.image == u.image) else {
+                continue;
+            };
+            let place = place(u);
+            let finding = ev
+                .findings
+                .iter()
+                .find(|f| f.image == u.image && f.place == place);
+            let action = finding.map(|f| action(ev.mode, actions, f.finding.class));
+            let mut l = Line::image(check, finding, action);
+            l.container = Some(field(&u.name));
+            l.place = Some(field(&place));
+            lines.push(at(l, doc.line_of(&u.image).unwrap_or(doc.line)));
+        }
+        for f in ev.findings.iter().filter(|f| f.image.is_empty()) {
+            let mut l = Line::new(f.finding.class.as_str());
+            l.action = Some(action(ev.mode, actions, f.finding.class).as_str());
+            l.message = Some(sentence(&f.sentence()));
+            l.hint = f.finding.hint.as_deref().map(sentence);
+            lines.push(at(l, doc.line));
+        }
+        for a in &ev.advisories {
+            lines.push(at(note(a, ev.mode), doc.line));
+        }
+        for l in &lines {
+            self.write(l);
+        }
+    }
+
+    /// An `--image` that `exemptImages` names: not checked, as the webhook skips it.
+    pub fn exempt_image(&mut self, image: &str) {
+        let mut l = Line::new("skipped");
+        l.image = Some(field(image));
+        l.subject = l.image.clone();
+        l.message = Some("exempt (exemptImages): not checked".into());
+        self.write(&l);
+    }
+
+    /// The verdict on one `--image`, decided in `mode`.
+    pub fn image(&mut self, check: &ImageCheck, mode: Mode, actions: &Actions) {
+        self.tally.images += 1;
+        let subject = Some(field(&check.image));
+        let located = check.finding.as_ref().map(|f| Located {
+            place: String::new(),
+            image: check.image.clone(),
+            finding: f.clone(),
+        });
+        let action = located
+            .as_ref()
+            .map(|f| action(mode, actions, f.finding.class));
+        let mut l = Line::image(check, located.as_ref(), action);
+        l.subject = subject.clone();
+        self.write(&l);
+        if !check.missing_platforms.is_empty() {
+            // The words the webhook's advisory uses for an object's images.
+            let mut n = note(
+                &format!(
+                    "({}): no {} variant: Pods placed on such nodes fail to pull",
+                    check.image,
+                    l.missing_platforms.join(", ")
+                ),
+                mode,
+            );
+            n.image = l.image.clone();
+            n.subject = subject;
+            self.write(&n);
+        }
+    }
+
+    /// Inputs that could not be read (errors: the run exits 2) and inputs not read on
+    /// purpose (warnings). Text writes them to standard error, the other formats with the
+    /// rest.
+    pub fn input_errors(&mut self, errors: &[InputError], warnings: &[InputError]) {
+        self.tally.input_errors += errors.len();
+        let all = errors
+            .iter()
+            .map(|e| (e, "input_error"))
+            .chain(warnings.iter().map(|w| (w, "input_warning")));
+        for (e, verdict) in all {
+            let mut l = Line::new(verdict);
+            l.file = Some(Arc::from(field(&e.file)));
+            l.line = e.line;
+            l.message = Some(sentence(&e.message));
+            self.write(&l);
+        }
+    }
+
+    /// Text: the last line, what the run found.
+    pub fn summary(&mut self, manifests: Option<usize>) {
+        if self.format != Format::Text {
+            return;
+        }
+        let t = self.tally;
+        let checked = match manifests {
+            Some(skipped) => format!(
+                "{} objects, {} images checked ({skipped} other objects skipped)",
+                t.objects, t.images
+            ),
+            None => format!("{} images checked", t.images),
+        };
+        let unreadable = match t.input_errors {
+            0 => String::new(),
+            n => format!(", {n} unreadable inputs"),
+        };
+        let line = format!(
+            "pullcheck: {checked}: {} failing, {} warnings{unreadable}",
+            t.failing, t.warnings
+        );
+        self.emit(false, &line);
+    }
+
+    /// Renders `l` in the format, and counts it.
+    fn write(&mut self, l: &Line) {
+        let finding = !matches!(
+            l.verdict,
+            "ok" | "skipped" | "note" | "input_error" | "input_warning"
+        );
+        if finding || l.verdict == "note" {
+            match l.level() {
+                Level::Fail => self.tally.failing += 1,
+                _ => self.tally.warnings += 1,
+            }
+        }
+        match self.format {
+            Format::Json => match serde_json::to_string(l) {
+                Ok(json) => self.emit(false, &json),
+                Err(e) => self.emit(true, &format!("error: {e}")),
+            },
+            Format::Github => {
+                if let Some(command) = github(l, finding) {
+                    self.emit(false, &command);
+                }
+            }
+            Format::Text => self.text(l, finding),
+        }
+    }
+
+    fn text(&mut self, l: &Line, finding: bool) {
+        match l.verdict {
+            "input_error" | "input_warning" => {
+                let label = if l.verdict == "input_error" {
+                    "error"
+                } else {
+                    "warning"
+                };
+                let file = l.file.as_deref().unwrap_or("pullcheck");
+                let message = l.message.as_deref().unwrap_or_default();
+                let line = match l.line {
+                    Some(n) => format!("{label}: {file}:{n}: {message}"),
+                    None => format!("{label}: {file}: {message}"),
+                };
+                return self.emit(true, &visible(&line));
+            }
+            _ => {}
+        }
+        let group: Arc<str> = l.file.clone().unwrap_or_else(|| Arc::from("--image"));
+        if self.group.as_deref() != Some(&*group) {
+            self.emit(false, &visible(&group));
+            self.group = Some(Arc::clone(&group));
+            self.object = None;
+        }
+        if let (Some(subject), Some(line)) = (&l.subject, l.object_line) {
+            let key = (group, line);
+            if self.object.as_ref() != Some(&key) {
+                self.emit(false, &visible(&format!("  {subject} (line {})", key.1)));
+                self.object = Some(key);
+            }
+        }
+        let number = l.line.filter(|_| l.verdict != "note");
+        let number = number.map_or(String::new(), |n| n.to_string());
+        let what = match (&l.place, &l.image) {
+            (Some(p), Some(i)) => format!("{p} ({i})"),
+            (None, Some(i)) => i.clone(),
+            _ => String::new(),
+        };
+        let body = if finding {
+            format!(
+                "{}  {} [{}]",
+                l.level().text(),
+                l.message.as_deref().unwrap_or_default(),
+                l.verdict
+            )
+        } else if l.verdict == "note" {
+            format!(
+                "{}  {}",
+                l.level().text(),
+                l.message.as_deref().unwrap_or_default()
+            )
+        } else if l.verdict == "skipped" {
+            let why = l.message.as_deref().unwrap_or_default();
+            match l.image {
+                Some(_) => format!("skip  {what}: {why}"),
+                None => format!("skip  {why}"),
+            }
+        } else {
+            let digest = l.digest.as_deref().unwrap_or_default();
+            if l.platforms.is_empty() {
+                format!("ok    {what} {digest}")
+            } else {
+                format!("ok    {what} {digest} ({})", l.platforms.join(", "))
+            }
+        };
+        self.emit(false, &visible(&format!("    {number:>5}  {body}")));
+        if l.verdict != "note" {
+            for n in &l.notes {
+                self.emit(false, &visible(&format!("                 note: {n}")));
+            }
+        }
+    }
+
+    /// Writes one line to standard output (or error), unless an earlier write failed.
+    fn emit(&mut self, to_err: bool, line: &str) {
+        if self.failed.is_some() {
+            return;
+        }
+        let sink: &mut dyn Write = if to_err {
+            &mut *self.err
+        } else {
+            &mut *self.out
+        };
+        if let Err(e) = writeln!(sink, "{line}") {
+            self.failed = Some(e);
+        }
+    }
+
+    /// The first write error, if any (the report is incomplete).
+    pub fn finish(self) -> io::Result<Tally> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.tally),
+        }
+    }
 }
 
-fn write_json(out: &mut dyn Write, r: &Report, actions: &Actions) -> std::io::Result<()> {
-    let object = json!({
-        "kind": field(r.doc.group_kind().1),
-        "namespace": r.doc.namespace().map(field),
-        "name": field(&r.doc.name()),
-    });
-    for u in &r.eval.uses {
-        let check = r.eval.checks.iter().find(|c| c.image == u.image);
-        let finding = r.eval.findings.iter().find(|f| f.image == u.image);
-        let resolved = check.and_then(|c| c.resolved.as_ref());
-        let line = json!({
-            "file": &*r.doc.file,
-            "line": line_of(r, &u.image),
-            "object": object,
-            "container": field(&u.name),
-            "image": field(&u.image),
-            "canonical": check.and_then(|c| c.canonical.as_deref()).map(field),
-            "verdict": finding.map_or("ok", |f| f.finding.class.as_str()),
-            "action": finding.map(|f| match actions.of(f.finding.class) {
-                Action::Deny => "deny",
-                Action::Warn => "warn",
-                Action::Audit => "audit",
-            }),
-            "digest": resolved.map(|x| field(&x.digest)),
-            "platforms": resolved.map(|x| x.platforms.platforms.iter().map(|p| field(&p.to_string()).into_owned()).collect::<Vec<_>>()).unwrap_or_default(),
-            "message": finding.map(|f| sentence(&f.sentence()).into_owned()),
-            "hint": finding.and_then(|f| f.finding.hint.as_deref()).map(sentence),
-        });
-        writeln!(out, "{line}")?;
-    }
-    for f in r.eval.findings.iter().filter(|f| f.image.is_empty()) {
-        let line = json!({
-            "file": &*r.doc.file, "line": r.doc.line, "object": object,
-            "verdict": f.finding.class.as_str(), "action": "deny",
-            "message": sentence(&f.sentence()),
-        });
-        writeln!(out, "{line}")?;
-    }
-    for a in &r.eval.advisories {
-        let line = json!({
-            "file": &*r.doc.file, "line": r.doc.line, "object": object,
-            "verdict": "note", "action": "warn", "message": sentence(a),
-        });
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
+/// An advisory: worth saying, never a reason to fail.
+fn note(text: &str, mode: Mode) -> Line {
+    let mut l = Line::new("note");
+    l.action = Some(
+        if mode == Mode::Audit {
+            Action::Audit
+        } else {
+            Action::Warn
+        }
+        .as_str(),
+    );
+    l.message = Some(sentence(text));
+    l
 }
 
-/// Escapes data of a workflow command (GitHub's rules).
+/// A GitHub Actions workflow command for `l`: findings and notes at their file and line,
+/// unreadable inputs; nothing for `ok` and skipped lines.
+fn github(l: &Line, finding: bool) -> Option<String> {
+    let (level, title) = match l.verdict {
+        "ok" | "skipped" => return None,
+        "input_error" => (Level::Fail, "pullcheck: unreadable input".to_string()),
+        "input_warning" => (Level::Warn, "pullcheck: input not read".to_string()),
+        verdict => {
+            let subject = l.subject.as_deref().unwrap_or_default();
+            match finding {
+                true => (l.level(), format!("pullcheck {verdict}: {subject}")),
+                false => (l.level(), format!("pullcheck: {subject}")),
+            }
+        }
+    };
+    let mut properties = Vec::new();
+    if let Some(file) = &l.file {
+        properties.push(format!("file={}", gh_property(file)));
+    }
+    if let Some(line) = l.line {
+        properties.push(format!("line={line}"));
+    }
+    properties.push(format!("title={}", gh_property(&title)));
+    Some(format!(
+        "::{} {}::{}",
+        level.github(),
+        properties.join(","),
+        gh_data(l.message.as_deref().unwrap_or_default())
+    ))
+}
+
+/// Escapes the data of a workflow command (GitHub's rules: `%`, CR, LF), other control
+/// characters shown as escapes.
 pub fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
+    visible_keeping_lines(s)
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-/// Escapes a property value of a workflow command.
+/// Escapes a property value of a workflow command: as data, and `:` and `,`.
 pub fn gh_property(s: &str) -> String {
     gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-fn write_github(out: &mut dyn Write, r: &Report, actions: &Actions) -> std::io::Result<()> {
-    let file = gh_property(&r.doc.file);
-    let subject = field(&r.eval.subject);
-    for f in &r.eval.findings {
-        let level = match actions.of(f.finding.class) {
-            Action::Deny => "error",
-            _ => "warning",
-        };
-        writeln!(
-            out,
-            "::{level} file={file},line={},title={}::{}",
-            line_of(r, &f.image),
-            gh_property(&format!("pullcheck {}: {subject}", f.finding.class)),
-            gh_data(&sentence(&f.sentence()))
-        )?;
-    }
-    for a in &r.eval.advisories {
-        writeln!(
-            out,
-            "::warning file={file},line={},title={}::{}",
-            r.doc.line,
-            gh_property(&format!("pullcheck: {subject}")),
-            gh_data(&sentence(a))
-        )?;
-    }
-    Ok(())
+/// `s` with every control character shown as an escape (`\n`, `\u{1b}`): input cannot
+/// start a line of its own in text output, nor send terminal sequences.
+fn visible(s: &str) -> Cow<'_, str> {
+    escape_controls(s, false)
 }
 
-/// Writes input errors and warnings in `format`.
-pub fn write_input_errors(
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-    errors: &[InputError],
-    warnings: &[InputError],
-    format: Format,
-) -> std::io::Result<()> {
-    let all = errors
-        .iter()
-        .map(|e| (e, true))
-        .chain(warnings.iter().map(|w| (w, false)));
-    for (e, is_error) in all {
-        let message = sentence(&e.message);
-        match format {
-            Format::Text => {
-                let label = if is_error { "error" } else { "warning" };
-                match e.line {
-                    Some(l) => writeln!(err, "{label}: {}:{l}: {message}", e.file)?,
-                    None => writeln!(err, "{label}: {}: {message}", e.file)?,
-                }
-            }
-            Format::Json => writeln!(
-                out,
-                "{}",
-                json!({
-                    "file": e.file, "line": e.line, "message": message,
-                    "verdict": if is_error { "input_error" } else { "input_warning" },
-                })
-            )?,
-            Format::Github => {
-                let line = e.line.map(|l| format!(",line={l}")).unwrap_or_default();
-                let (level, title) = if is_error {
-                    ("error", "pullcheck: unreadable input")
-                } else {
-                    ("warning", "pullcheck: input not read")
-                };
-                writeln!(
-                    out,
-                    "::{level} file={}{line},title={}::{}",
-                    gh_property(&e.file),
-                    gh_property(title),
-                    gh_data(&message)
-                )?;
-            }
+fn visible_keeping_lines(s: &str) -> Cow<'_, str> {
+    escape_controls(s, true)
+}
+
+fn escape_controls(s: &str, keep_lines: bool) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_lines && matches!(c, '\r' | '\n'));
+    if !s.chars().any(escaped) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
-    Ok(())
-}
-
-fn write_github_image(
-    out: &mut dyn Write,
-    r: &ImageCheck,
-    actions: &Actions,
-) -> std::io::Result<()> {
-    if let Some(f) = &r.finding {
-        let level = if actions.of(f.class) == Action::Deny {
-            "error"
-        } else {
-            "warning"
-        };
-        let hint = f
-            .hint
-            .as_ref()
-            .map(|h| format!("; fix: {h}"))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "::{level} title=pullcheck {}::{}",
-            f.class,
-            gh_data(&clip(
-                &format!("{}: {}{hint}", clip(&r.image, FIELD_LIMIT), f.message),
-                MESSAGE_LIMIT
-            ))
-        )?;
-    }
-    Ok(())
-}
-
-/// One line of `check --format json`.
-pub fn json_line(r: &ImageCheck) -> String {
-    let resolved = r.resolved.as_ref();
-    let field = |s: &str| clip(s, FIELD_LIMIT).into_owned();
-    let sentence = |s: &str| clip(s, MESSAGE_LIMIT).into_owned();
-    let value = serde_json::json!({
-        "image": field(&r.image),
-        "canonical": r.canonical.as_deref().map(field),
-        "verdict": r.verdict(),
-        "digest": resolved.map(|x| field(&x.digest)),
-        "platforms": resolved.map(|x| x.platforms.platforms.iter().map(|p| field(&p.to_string())).collect::<Vec<_>>()).unwrap_or_default(),
-        "message": r.finding.as_ref().map(|f| sentence(&f.message)),
-        "hint": r.finding.as_ref().and_then(|f| f.hint.as_deref()).map(sentence),
-        "missing_platforms": r.missing_platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "credential_source": r.credential_source.as_deref().map(field),
-        "stale_age_seconds": r.stale_age.map(|d| d.as_secs_f64()),
-        "notes": r.notes.iter().map(|n| sentence(n)).collect::<Vec<_>>(),
-    });
-    value.to_string()
-}
-
-fn write_image_text(out: &mut dyn Write, r: &ImageCheck) -> std::io::Result<()> {
-    let image = clip(&r.image, FIELD_LIMIT);
-    match &r.finding {
-        None => writeln!(out, "ok    {image}")?,
-        Some(f) => writeln!(
-            out,
-            "FAIL  {image}\n      {}: {}",
-            f.class,
-            clip(&f.message, MESSAGE_LIMIT)
-        )?,
-    }
-    if let Some(h) = r.finding.as_ref().and_then(|f| f.hint.as_ref()) {
-        writeln!(out, "      fix: {}", clip(h, MESSAGE_LIMIT))?;
-    }
-    if let (Some(c), Some(res)) = (&r.canonical, &r.resolved) {
-        let platforms: Vec<String> = res
-            .platforms
-            .platforms
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        writeln!(
-            out,
-            "      {c} -> {} ({})",
-            res.digest,
-            platforms.join(", ")
-        )?;
-    }
-    if !r.missing_platforms.is_empty() {
-        let missing: Vec<String> = r
-            .missing_platforms
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        writeln!(out, "      note: no variant for {}", missing.join(", "))?;
-    }
-    for n in &r.notes {
-        writeln!(out, "      note: {}", clip(n, MESSAGE_LIMIT))?;
-    }
-    Ok(())
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -354,7 +578,14 @@ mod tests {
 
     #[test]
     fn github_escaping() {
-        assert_eq!(gh_data("a%b\nc"), "a%25b%0Ac");
-        assert_eq!(gh_property("x:y,z"), "x%3Ay%2Cz");
+        assert_eq!(gh_data("a%b\nc\rd"), "a%25b%0Ac%0Dd");
+        assert_eq!(gh_property("x:y,z%\n"), "x%3Ay%2Cz%25%0A");
+        assert_eq!(gh_data("\u{1b}[31mred"), "\\u{1b}[31mred");
+    }
+
+    #[test]
+    fn text_shows_control_characters_as_escapes() {
+        assert_eq!(visible("plain"), "plain");
+        assert_eq!(visible("a\nFAIL\tb\u{1b}"), "a\\nFAIL\\tb\\u{1b}");
     }
 }

@@ -104,9 +104,9 @@ pub struct RegistryArgs {
     /// Allow link-local and cloud metadata addresses, in every IPv6 form (refused by default).
     #[arg(long, env = "PULLCHECK_ALLOW_LINK_LOCAL")]
     pub allow_link_local: bool,
-    /// Limit for one registry request.
-    #[arg(long, value_name = "DURATION", default_value = "8s", value_parser = parse_duration)]
-    pub registry_timeout: Duration,
+    /// Limit for one registry request [default: 8s, or the config file's registryTimeout].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub registry_timeout: Option<Duration>,
 }
 
 /// Log lines as text or as JSON objects.
@@ -205,14 +205,29 @@ pub struct CheckArgs {
     /// Namespace of objects that name none.
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
+    /// The webhook's YAML configuration, the file `serve --config` reads: modes, actions,
+    /// exemptions, registries, host policy, registry timeout and caches apply as in the
+    /// cluster; what only a server has (server, deadline, maxBodyBytes, cluster) is accepted
+    /// and not used. Flags override the file.
+    #[arg(long, env = "PULLCHECK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Decide as the webhook does in a namespace of this mode [default: enforce, or the
+    /// config file's defaultMode].
+    #[arg(long, alias = "mode", env = "PULLCHECK_DEFAULT_MODE", value_enum)]
+    pub default_mode: Option<Mode>,
+    /// What to do with Pods owned by a controller [default: check, or the config file's
+    /// controllerOwnedPods].
+    #[arg(long, env = "PULLCHECK_CONTROLLER_OWNED_PODS", value_enum)]
+    pub controller_owned_pods: Option<OwnedPods>,
     /// Keep good results and digest platforms here between runs (honouring their TTLs).
     #[arg(long, value_name = "DIR", env = "PULLCHECK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// How long a good result on disk is reused.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub cache_ttl: Duration,
-    /// Fail (exit 1) on transient findings too (registry unavailable, timeout, rate limited);
-    /// by default they are warnings, as in the webhook.
+    /// Fail (exit 1) on transient findings too (registry unavailable, timeout, rate limited,
+    /// blocked host), as if `actions:` said deny for them; by default they are warnings, as
+    /// in the webhook.
     #[arg(long)]
     pub strict: bool,
     /// Platform of the nodes (os/arch[/variant]). Repeatable.
@@ -227,9 +242,10 @@ pub struct CheckArgs {
     /// Give up on images unresolved after this long (they count as timeout).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Objects (and images of one object) resolved at once.
-    #[arg(long, default_value = "8")]
-    pub concurrency: usize,
+    /// Objects (and images of one object) resolved at once [default: 8; images of one
+    /// object: the config file's concurrency when given].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// Largest input read (each file, and standard input): e.g. 64MiB, 512KiB.
     #[arg(
         long,

@@ -125,6 +125,30 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 impl FileConfig {
+    /// The keys present that only `serve` uses (a server's connections, review deadlines and
+    /// body sizes, and its cluster reads): `check` accepts them and says it does not use them.
+    pub fn serve_only_keys(&self) -> Vec<&'static str> {
+        let s = &self.server;
+        let server = s.client_ca.is_some()
+            || s.metrics_listen.is_some()
+            || s.max_connections.is_some()
+            || s.max_handshakes.is_some()
+            || s.handshake_timeout.is_some()
+            || s.idle_timeout.is_some()
+            || s.keepalive_interval.is_some();
+        let deadline = self.deadline.margin.is_some() || self.deadline.cap.is_some();
+        let cluster = self.cluster.secret_ttl.is_some() || self.cluster.negative_ttl.is_some();
+        [
+            (server, "server"),
+            (deadline, "deadline"),
+            (self.max_body_bytes.is_some(), "maxBodyBytes"),
+            (cluster, "cluster"),
+        ]
+        .into_iter()
+        .filter_map(|(present, key)| present.then_some(key))
+        .collect()
+    }
+
     /// Reads and parses the file at `path` (an empty file is the defaults).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 
 use super::args::{CheckArgs, RegistryArgs, ServeArgs, ServerArgs};
 use super::file::{FileConfig, ServerFile};
-use crate::engine::{Actions, Mode, OwnedPods, Settings};
+use crate::engine::{Action, Actions, FindingClass, Mode, OwnedPods, Settings};
 use crate::kubelet::platform::Platform;
 use crate::registry::cache::CacheConfig;
 use crate::registry::hosts::validate_globs;
@@ -71,84 +71,20 @@ impl ServeConfig {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
         };
-        let mut actions = Actions::default();
-        for (class, action) in &file.actions {
-            actions.set(*class, *action);
-        }
-        let settings = Settings {
-            default_mode: args
-                .default_mode
-                .or(file.default_mode)
-                .unwrap_or(Mode::Warn),
-            actions,
-            owned_pods: args
-                .controller_owned_pods
-                .or(file.controller_owned_pods)
-                .unwrap_or(OwnedPods::Audit),
-            exempt_namespaces: file.exempt_namespaces.clone(),
-            exempt_images: file.exempt_images.clone(),
-            concurrency: file.concurrency.unwrap_or(16).max(1),
+        let flags = Flags {
+            config: args.config.as_deref(),
+            registry: &args.registry,
+            default_mode: args.default_mode,
+            owned_pods: args.controller_owned_pods,
+            concurrency: None,
         };
-        let mut registry = args.registry.registry_config()?;
-        for (host, r) in &file.registries {
-            let h = registry.host_mut(host);
-            h.plain_http |= r.plain_http;
-            h.node_credentials |= r.node_credentials;
-            if let Some(ca) = &r.ca_file {
-                h.ca_pems.push(
-                    std::fs::read(ca)
-                        .with_context(|| format!("cannot read CA {} of {host}", ca.display()))?,
-                );
-            }
-        }
-        let in_file = |key: &str| {
-            let path = args.config.as_deref().unwrap_or(Path::new("-"));
-            format!("{key} in config {}", path.display())
-        };
-        registry
-            .policy
-            .allow
-            .extend(validate_globs(&file.allow_hosts, &in_file("allowHosts"))?);
-        registry
-            .policy
-            .deny
-            .extend(validate_globs(&file.deny_hosts, &in_file("denyHosts"))?);
-        registry.policy.allow_link_local |= file.allow_link_local;
-        if let Some(t) = file.registry_timeout {
-            registry.request_timeout = t;
-        }
-        if let Some(n) = file.cache.max_platform_entries {
-            registry.platform_cache_entries = n;
-        }
-        if let Some(n) = file.cache.max_token_bytes {
-            registry.token_cache_bytes = n;
-        }
-        if file.cache.max_registry_clients.is_some() {
-            tracing::warn!("cache.maxRegistryClients is no longer used and is ignored: registry clients keep nothing; tokens are bounded by cache.maxTokenBytes");
-        }
-        if let Some(n) = file.tracked_registries {
-            registry.tracked_registries = n;
-        }
-        let defaults = CacheConfig::default();
-        let cache = CacheConfig {
-            positive_ttl: file.cache.positive_ttl.unwrap_or(defaults.positive_ttl),
-            negative_ttl: file.cache.negative_ttl.unwrap_or(defaults.negative_ttl),
-            max_results: file.cache.max_entries.unwrap_or(defaults.max_results),
-            stale_ttl: file.cache.stale_ttl.unwrap_or(defaults.stale_ttl),
-            max_stale: file.cache.max_stale_entries.unwrap_or(defaults.max_stale),
-        };
+        let engine = resolve_engine(&file, &flags, SERVE_DEFAULTS)?;
         let limits = resolve_limits(&args.server, &file.server)?;
         let d = Deadline::default();
         Ok(Self {
             listen: args.listen,
             tls: args.tls_cert.clone().zip(args.tls_key.clone()),
-            engine: EngineConfig {
-                settings,
-                registry,
-                cache,
-                docker_config: args.registry.docker_config.clone(),
-                disk_cache: None,
-            },
+            engine,
             cluster: if args.no_cluster {
                 ClusterConfig::Disabled
             } else {
@@ -179,31 +115,152 @@ pub struct CheckConfig {
     pub engine: EngineConfig,
     /// The nodes' platforms (`--platform`), normalized.
     pub platforms: Vec<Platform>,
+    /// Objects evaluated at once.
+    pub objects_at_once: usize,
+    /// Keys of the config file that only `serve` uses, present in the file (`check` says
+    /// that it does not use them).
+    pub serve_only: Vec<&'static str>,
 }
 
+/// Objects `check` evaluates at once, and images of one object, without `--concurrency`.
+pub const CHECK_CONCURRENCY: usize = 8;
+
 impl CheckConfig {
-    /// `check` decides like `serve` in enforce mode, with every Pod checked.
+    /// Flags over the YAML file (`--config`, the webhook's) over `check`'s defaults, which
+    /// differ from `serve`'s in two places: enforce mode and every Pod checked (CI asks
+    /// what enforce would refuse).
     pub fn resolve(args: &CheckArgs) -> anyhow::Result<Self> {
         let mut platforms = Vec::new();
         for p in &args.platforms {
             platforms.push(Platform::parse(p)?.normalize());
         }
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let flags = Flags {
+            config: args.config.as_deref(),
+            registry: &args.registry,
+            default_mode: args.default_mode,
+            owned_pods: args.controller_owned_pods,
+            concurrency: args.concurrency,
+        };
+        let mut engine = resolve_engine(&file, &flags, CHECK_DEFAULTS)?;
+        if args.strict {
+            // --strict: transient findings fail like definite ones (a flag over `actions:`).
+            for class in FindingClass::ALL.into_iter().filter(|c| !c.is_definite()) {
+                engine.settings.actions.set(class, Action::Deny);
+            }
+        }
+        engine.disk_cache = args.cache_dir.clone().map(|dir| (dir, args.cache_ttl));
         Ok(Self {
-            engine: EngineConfig {
-                settings: Settings {
-                    default_mode: Mode::Enforce,
-                    owned_pods: OwnedPods::Check,
-                    concurrency: args.concurrency.max(1),
-                    ..Settings::default()
-                },
-                registry: args.registry.registry_config()?,
-                cache: CacheConfig::default(),
-                docker_config: args.registry.docker_config.clone(),
-                disk_cache: args.cache_dir.clone().map(|dir| (dir, args.cache_ttl)),
-            },
+            engine,
             platforms,
+            objects_at_once: args.concurrency.unwrap_or(CHECK_CONCURRENCY).max(1),
+            serve_only: file.serve_only_keys(),
         })
     }
+}
+
+/// The flags `serve` and `check` share, and where the file came from.
+struct Flags<'a> {
+    config: Option<&'a Path>,
+    registry: &'a RegistryArgs,
+    default_mode: Option<Mode>,
+    owned_pods: Option<OwnedPods>,
+    concurrency: Option<usize>,
+}
+
+/// What a setting is when neither a flag nor the file says: (mode, controller-owned Pods,
+/// images of one object at once).
+type Defaults = (Mode, OwnedPods, usize);
+const SERVE_DEFAULTS: Defaults = (Mode::Warn, OwnedPods::Audit, 16);
+const CHECK_DEFAULTS: Defaults = (Mode::Enforce, OwnedPods::Check, CHECK_CONCURRENCY);
+
+/// The engine's configuration, flags over the file over `defaults`: the one resolution
+/// `serve` and `check` share, so both decide alike from the same file.
+fn resolve_engine(
+    file: &FileConfig,
+    flags: &Flags<'_>,
+    defaults: Defaults,
+) -> anyhow::Result<EngineConfig> {
+    let mut actions = Actions::default();
+    for (class, action) in &file.actions {
+        actions.set(*class, *action);
+    }
+    let settings = Settings {
+        default_mode: flags
+            .default_mode
+            .or(file.default_mode)
+            .unwrap_or(defaults.0),
+        actions,
+        owned_pods: flags
+            .owned_pods
+            .or(file.controller_owned_pods)
+            .unwrap_or(defaults.1),
+        exempt_namespaces: file.exempt_namespaces.clone(),
+        exempt_images: file.exempt_images.clone(),
+        concurrency: flags
+            .concurrency
+            .or(file.concurrency)
+            .unwrap_or(defaults.2)
+            .max(1),
+    };
+    let mut registry = flags.registry.registry_config()?;
+    for (host, r) in &file.registries {
+        let h = registry.host_mut(host);
+        h.plain_http |= r.plain_http;
+        h.node_credentials |= r.node_credentials;
+        if let Some(ca) = &r.ca_file {
+            h.ca_pems.push(
+                std::fs::read(ca)
+                    .with_context(|| format!("cannot read CA {} of {host}", ca.display()))?,
+            );
+        }
+    }
+    let in_file = |key: &str| {
+        let path = flags.config.unwrap_or(Path::new("-"));
+        format!("{key} in config {}", path.display())
+    };
+    registry
+        .policy
+        .allow
+        .extend(validate_globs(&file.allow_hosts, &in_file("allowHosts"))?);
+    registry
+        .policy
+        .deny
+        .extend(validate_globs(&file.deny_hosts, &in_file("denyHosts"))?);
+    registry.policy.allow_link_local |= file.allow_link_local;
+    if let Some(t) = flags.registry.registry_timeout.or(file.registry_timeout) {
+        registry.request_timeout = t;
+    }
+    if let Some(n) = file.cache.max_platform_entries {
+        registry.platform_cache_entries = n;
+    }
+    if let Some(n) = file.cache.max_token_bytes {
+        registry.token_cache_bytes = n;
+    }
+    if file.cache.max_registry_clients.is_some() {
+        tracing::warn!("cache.maxRegistryClients is no longer used and is ignored: registry clients keep nothing; tokens are bounded by cache.maxTokenBytes");
+    }
+    if let Some(n) = file.tracked_registries {
+        registry.tracked_registries = n;
+    }
+    let d = CacheConfig::default();
+    let cache = CacheConfig {
+        positive_ttl: file.cache.positive_ttl.unwrap_or(d.positive_ttl),
+        negative_ttl: file.cache.negative_ttl.unwrap_or(d.negative_ttl),
+        max_results: file.cache.max_entries.unwrap_or(d.max_results),
+        stale_ttl: file.cache.stale_ttl.unwrap_or(d.stale_ttl),
+        max_stale: file.cache.max_stale_entries.unwrap_or(d.max_stale),
+    };
+    Ok(EngineConfig {
+        settings,
+        registry,
+        cache,
+        docker_config: flags.registry.docker_config.clone(),
+        disk_cache: None,
+    })
 }
 
 /// Deadline of one review.
@@ -278,7 +335,6 @@ impl RegistryArgs {
                 deny: validate_globs(&self.deny_host, "--deny-host (PULLCHECK_DENY_HOSTS)")?,
                 allow_link_local: self.allow_link_local,
             },
-            request_timeout: self.registry_timeout,
             ..RegistryConfig::default()
         };
         for host in &self.plain_http {
@@ -389,6 +445,112 @@ mod tests {
         };
         ServeConfig::resolve(&args)
             .map_err(|e| format!("{e:#}").replace(path.to_str().unwrap(), "FILE"))
+    }
+
+    fn resolve_check(config: Option<&str>, flags: &[&str]) -> CheckConfig {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let mut argv = vec!["pullcheck", "check", "--image", "x"];
+        if let Some(config) = config {
+            std::fs::write(&path, config).unwrap();
+            argv.extend(["--config", path.to_str().unwrap()]);
+        }
+        argv.extend_from_slice(flags);
+        let Command::Check(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("check parses as check")
+        };
+        CheckConfig::resolve(&args).unwrap()
+    }
+
+    const WEBHOOK_FILE: &str = "defaultMode: warn\ncontrollerOwnedPods: skip\nexemptNamespaces: [\"sandbox-*\"]\nexemptImages: [\"registry.k8s.io/*\"]\nactions: {unavailable: deny, tag_not_found: audit}\nconcurrency: 3\nregistries:\n  r.example:5000: {plainHttp: true, nodeCredentials: true}\ndenyHosts: [\"bad.example\"]\nallowLinkLocal: true\nregistryTimeout: 3s\ntrackedRegistries: 7\ncache: {positiveTtl: 2m, maxPlatformEntries: 10}\ndeadline: {cap: 5s}\nmaxBodyBytes: 1000\nserver: {maxConnections: 10, maxHandshakes: 5}\n";
+
+    /// `check --config` takes the webhook's file: what decides a finding comes from it, as
+    /// `serve` reads it; what only a server has is listed as not used.
+    #[test]
+    fn check_reads_the_webhook_file_as_serve_does() {
+        let check = resolve_check(Some(WEBHOOK_FILE), &[]);
+        let serve = resolve(WEBHOOK_FILE, &[]).unwrap();
+        let (c, s) = (&check.engine, &serve.engine);
+        assert_eq!(c.settings.default_mode, Mode::Warn);
+        assert_eq!(c.settings.owned_pods, OwnedPods::Skip);
+        assert_eq!(c.settings.actions, s.settings.actions);
+        assert_eq!(
+            c.settings.actions.of(FindingClass::Unavailable),
+            Action::Deny
+        );
+        assert_eq!(c.settings.exempt_namespaces, s.settings.exempt_namespaces);
+        assert_eq!(c.settings.exempt_images, s.settings.exempt_images);
+        assert_eq!(c.settings.concurrency, 3);
+        assert_eq!(format!("{:?}", c.registry), format!("{:?}", s.registry));
+        assert!(c.registry.host("r.example:5000").node_credentials);
+        assert_eq!(c.registry.policy.deny, ["bad.example"]);
+        assert!(c.registry.policy.allow_link_local);
+        assert_eq!(c.registry.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.registry.tracked_registries, 7);
+        assert_eq!(c.registry.platform_cache_entries, 10);
+        assert_eq!(c.cache.positive_ttl, Duration::from_secs(120));
+        assert_eq!(
+            check.serve_only,
+            ["server", "deadline", "maxBodyBytes"],
+            "said to be unused"
+        );
+        assert_eq!(check.objects_at_once, CHECK_CONCURRENCY);
+    }
+
+    /// Flags override the file in `check` as in `serve`; without either, `check` decides in
+    /// enforce mode and checks every Pod.
+    #[test]
+    fn check_flags_override_the_file_and_check_has_its_own_defaults() {
+        let flags = [
+            "--default-mode=audit",
+            "--controller-owned-pods=check",
+            "--registry-timeout=5s",
+            "--concurrency=2",
+            "--strict",
+        ];
+        let check = resolve_check(Some(WEBHOOK_FILE), &flags);
+        let settings = &check.engine.settings;
+        assert_eq!(settings.default_mode, Mode::Audit);
+        assert_eq!(settings.owned_pods, OwnedPods::Check);
+        assert_eq!(settings.concurrency, 2);
+        assert_eq!(check.objects_at_once, 2);
+        assert_eq!(
+            check.engine.registry.request_timeout,
+            Duration::from_secs(5)
+        );
+        // --strict: every transient class fails, over the file's actions; the rest as filed.
+        for class in FindingClass::ALL {
+            let want = match class {
+                FindingClass::TagNotFound => Action::Audit,
+                _ => Action::Deny,
+            };
+            assert_eq!(settings.actions.of(class), want, "{class}");
+        }
+
+        let bare = resolve_check(None, &[]);
+        assert_eq!(bare.engine.settings.default_mode, Mode::Enforce);
+        assert_eq!(bare.engine.settings.owned_pods, OwnedPods::Check);
+        assert_eq!(bare.engine.settings.concurrency, CHECK_CONCURRENCY);
+        assert_eq!(
+            bare.engine.settings.actions.of(FindingClass::Timeout),
+            Action::Warn
+        );
+        assert_eq!(bare.engine.registry.request_timeout, Duration::from_secs(8));
+        assert!(bare.serve_only.is_empty());
+    }
+
+    /// A regression: `--registry-timeout` had a default value, so the file's
+    /// `registryTimeout` overrode an explicit flag.
+    #[test]
+    fn the_registry_timeout_flag_overrides_the_file_in_serve() {
+        let file = "registryTimeout: 3s\n";
+        let c = resolve(file, &["--registry-timeout", "5s"]).unwrap();
+        assert_eq!(c.engine.registry.request_timeout, Duration::from_secs(5));
+        let c = resolve(file, &[]).unwrap();
+        assert_eq!(c.engine.registry.request_timeout, Duration::from_secs(3));
+        let c = resolve("", &[]).unwrap();
+        assert_eq!(c.engine.registry.request_timeout, Duration::from_secs(8));
     }
 
     #[rstest]

@@ -328,7 +328,8 @@ impl Engine {
         ev
     }
 
-    fn exempt_image(&self, image: &str) -> bool {
+    /// Whether `image` is exempt (`exemptImages`): never checked.
+    pub fn exempt_image(&self, image: &str) -> bool {
         if self.settings.exempt_images.is_empty() {
             return false;
         }

@@ -52,6 +52,17 @@ pub enum Action {
     Audit,
 }
 
+impl Action {
+    /// `deny`, `warn`, `audit`: as in `actions:` and `check --format json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Warn => "warn",
+            Self::Audit => "audit",
+        }
+    }
+}
+
 /// Decisions per class. Definite classes deny, transient ones warn (an outage of a registry
 /// must not stop a cluster from deploying), unless configured otherwise.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -89,18 +100,23 @@ pub const WARNING_LIMIT: usize = 256;
 /// Most warnings returned (the API server may drop a long list).
 pub const MAX_WARNINGS: usize = 20;
 
+/// What `mode` and `actions` make of a finding of `class`: the one rule behind [`decide`]
+/// (the webhook's answer) and `pullcheck check`'s reports.
+pub fn action(mode: Mode, actions: &Actions, class: FindingClass) -> Action {
+    match (mode, actions.of(class)) {
+        (Mode::Audit, _) | (_, Action::Audit) => Action::Audit,
+        (Mode::Warn, _) => Action::Warn,
+        (Mode::Enforce, a) => a,
+    }
+}
+
 /// Applies `mode` and `actions` to the findings of one object. `subject` names it
 /// (`Deployment team-a/web`).
 pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]) -> Decision {
     let mut denied = Vec::new();
     let mut warnings = Vec::new();
     for f in findings {
-        let action = match (mode, actions.of(f.finding.class)) {
-            (Mode::Audit, _) | (_, Action::Audit) => Action::Audit,
-            (Mode::Warn, _) => Action::Warn,
-            (Mode::Enforce, a) => a,
-        };
-        match action {
+        match action(mode, actions, f.finding.class) {
             Action::Deny => denied.push(f),
             Action::Warn => warnings.push(truncate(&f.sentence(), WARNING_LIMIT)),
             Action::Audit => {}

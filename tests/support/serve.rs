@@ -262,6 +262,36 @@ pub fn pod_review(uid: &str, namespace: &str, image: &str, pull_secrets: &[&str]
     })
 }
 
+/// An AdmissionReview of a CREATE of any workload `object` (its `apiVersion`, `kind`,
+/// `metadata.name` and `metadata.namespace`), shaped like the API server's.
+pub fn review_of(uid: &str, object: &Value) -> Value {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let resource = format!("{}s", kind.to_ascii_lowercase());
+    let gvk = serde_json::json!({"group": group, "version": version, "kind": kind});
+    let gvr = serde_json::json!({"group": group, "version": version, "resource": resource});
+    serde_json::json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": uid,
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": "someone", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    })
+}
+
 /// The value of one sample of `/metrics` text (`name{labels}`), 0 when absent.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
