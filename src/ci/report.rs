@@ -447,12 +447,15 @@ impl<'w> Writer<'w> {
                 None => format!("skip  {why}"),
             }
         } else {
-            let digest = l.digest.as_deref().unwrap_or_default();
-            if l.platforms.is_empty() {
-                format!("ok    {what} {digest}")
-            } else {
-                format!("ok    {what} {digest} ({})", l.platforms.join(", "))
+            let mut ok = format!("ok    {what}");
+            if let Some(digest) = &l.digest {
+                ok.push(' ');
+                ok.push_str(digest);
             }
+            if !l.platforms.is_empty() {
+                ok.push_str(&format!(" ({})", l.platforms.join(", ")));
+            }
+            ok
         };
         self.emit(false, &visible(&format!("    {number:>5}  {body}")));
         if l.verdict != "note" {

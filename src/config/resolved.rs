@@ -231,7 +231,7 @@ fn resolve_engine(
         .deny
         .extend(validate_globs(&file.deny_hosts, &in_file("denyHosts"))?);
     registry.policy.allow_link_local |= file.allow_link_local;
-    if let Some(t) = flags.registry.registry_timeout.or(file.registry_timeout) {
+    if let (None, Some(t)) = (flags.registry.registry_timeout, file.registry_timeout) {
         registry.request_timeout = t;
     }
     if let Some(n) = file.cache.max_platform_entries {
@@ -337,6 +337,9 @@ impl RegistryArgs {
             },
             ..RegistryConfig::default()
         };
+        if let Some(t) = self.registry_timeout {
+            config.request_timeout = t;
+        }
         for host in &self.plain_http {
             if host.contains('*') {
                 config.plain_http_globs.push(host.clone());
