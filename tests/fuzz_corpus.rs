@@ -72,3 +72,13 @@ fn admission_corpus() {
 fn platform_corpus() {
     replay("platform");
 }
+
+#[test]
+fn manifests_corpus() {
+    replay("manifests");
+}
+
+#[test]
+fn registry_headers_corpus() {
+    replay("registry_headers");
+}

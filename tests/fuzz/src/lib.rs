@@ -8,6 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use pullcheck::ci::input::Input;
+use pullcheck::ci::{manifest_stream, manifests as ci_manifests};
+use pullcheck::cluster::InMemoryCluster;
 use pullcheck::kubelet::credentials::{
     self, DockerConfig, Keyring, DOCKERCFG_KEY, DOCKER_CONFIG_JSON_KEY, SECRET_TYPE_DOCKERCFG,
     SECRET_TYPE_DOCKER_CONFIG_JSON,
@@ -18,6 +21,7 @@ use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::kubelet::workload::{
     self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind,
 };
+use pullcheck::registry::{auth, client};
 use pullcheck::webhook::wire;
 
 /// One harness: takes any bytes, panics on a finding.
@@ -29,6 +33,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("credentials", credentials),
     ("admission", admission),
     ("platform", platform),
+    ("manifests", manifests),
+    ("registry_headers", registry_headers),
 ];
 
 /// Upper bound, in characters, for any error message built from untrusted input. Every
@@ -383,3 +389,121 @@ const NODE_PLATFORMS: &[&str] = &[
     "linux/arm/v5",
     "windows/amd64",
 ];
+
+// ---------------------------------------------------------------------------------------------
+// `check` input: manifests
+// ---------------------------------------------------------------------------------------------
+
+/// Stack of the thread the manifest harness parses on: `check` parses on threads with this
+/// much (128 levels of serde recursion in a debug build); libFuzzer's and the test
+/// harness's threads have less.
+const PARSER_STACK: usize = 32 << 20;
+
+/// A `check` input (lossily UTF-8), read as YAML and as a `*.json` file, both passes of the
+/// manifest reader (`collect`), the in-memory cluster filled from its Secrets and
+/// ServiceAccounts, and every workload read as the webhook reads it; checks error messages
+/// stay short, lines stay within the input, and every image found is on a line that names it.
+pub fn manifests(data: &[u8]) {
+    let text = text(data);
+    std::thread::Builder::new()
+        .stack_size(PARSER_STACK)
+        .spawn(move || {
+            for json in [false, true] {
+                check_manifests(&text, json);
+            }
+        })
+        .expect("parser thread")
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+fn check_manifests(text: &str, json: bool) {
+    let name = if json { "fuzz.json" } else { "fuzz.yaml" };
+    let lines = text.split('\n').count();
+    let input = Input {
+        name: name.into(),
+        text: text.to_owned(),
+        json,
+    };
+    let collected = manifest_stream::collect(vec![input]);
+    for e in &collected.errors {
+        bounded("manifest error", &e.message);
+        assert!(e.line.is_none_or(|l| l >= 1 && l <= lines), "{e}");
+    }
+    let cluster = InMemoryCluster::new();
+    for e in ci_manifests::load_cluster(&collected.cluster, "default", &cluster) {
+        bounded("manifest error", &e.message);
+    }
+    for doc in &collected.workloads {
+        assert!(
+            doc.line >= 1 && doc.line <= lines,
+            "object at line {}",
+            doc.line
+        );
+        let (group, kind) = doc.group_kind();
+        let Some(kind) = WorkloadKind::from_group_kind(group, kind) else {
+            continue;
+        };
+        let _ = (doc.name(), doc.namespace());
+        match workload::decode(kind, &doc.value) {
+            Ok(w) => {
+                for u in workload::images(&w.spec) {
+                    if let Some(line) = doc.line_of(&u.image) {
+                        assert!(line >= doc.line && line <= lines, "image at line {line}");
+                    }
+                }
+            }
+            Err(e) => check_decode_error(&e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry answers: WWW-Authenticate, Link, Retry-After
+// ---------------------------------------------------------------------------------------------
+
+/// The input (lossily UTF-8) as a `WWW-Authenticate`, `Link` and `Retry-After` value:
+/// `parse_www_authenticate`, `challenge_from_header`, `is_insufficient_scope`, `next_link`,
+/// `retry_after`; checks the challenge followed is one the parser found (Bearer with its
+/// realm first, else Basic), the next link is a part of the header, and a number of seconds
+/// is read as that many seconds.
+pub fn registry_headers(data: &[u8]) {
+    let value = text(data);
+    let parsed = auth::parse_www_authenticate(&value);
+    for c in &parsed {
+        assert!(!c.scheme.is_empty(), "a challenge without a scheme");
+        assert_eq!(c.scheme, c.scheme.to_ascii_lowercase());
+        for (k, _) in &c.params {
+            assert_eq!(*k, k.to_ascii_lowercase());
+        }
+    }
+    match auth::challenge_from_header(Some(&value)) {
+        Some(auth::Challenge::Bearer { realm, service }) => {
+            let first = parsed
+                .iter()
+                .find(|c| c.scheme == "bearer")
+                .expect("a Bearer challenge the parser did not find");
+            assert_eq!(first.param("realm"), Some(realm.as_str()));
+            assert_eq!(first.param("service"), service.as_deref());
+        }
+        Some(auth::Challenge::Basic) => {
+            assert!(parsed.iter().any(|c| c.scheme == "basic"));
+        }
+        Some(auth::Challenge::None) | None => {}
+    }
+    let _ = auth::is_insufficient_scope(Some(&value));
+    if let Some(next) = client::next_link(&value) {
+        assert!(
+            value.contains(&next),
+            "next link {next:?} is not in the header"
+        );
+    }
+    if let Ok(header) = http::header::HeaderValue::from_str(&value) {
+        let mut headers = http::header::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, header);
+        let after = client::retry_after(&headers);
+        if let Ok(secs) = value.trim().parse::<u64>() {
+            assert_eq!(after, Some(std::time::Duration::from_secs(secs)));
+        }
+    }
+}
