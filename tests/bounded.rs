@@ -3,8 +3,8 @@
 //!
 //! 100,000 distinct hosts `127.a.b.c:port`, all loopback: one in twenty is a registry with
 //! token auth (a `/v2/` challenge naming a realm on that same host, a ~1 KiB token), one in
-//! twenty an open registry, both served by one plain-HTTP double listening on two ports of
-//! all of 127/8; the other hosts refuse the connection (a port nothing listens on). The
+//! twenty an open registry, both served by the tests' registry double listening on all of
+//! 127/8; the other hosts refuse the connection (a port nothing listens on). The
 //! engine's `Distribution` resolves one image on each; after the first 10,000 hosts the
 //! process's RSS, its open file descriptors and the number of metric series are taken, and
 //! after the other 90,000 they must not have grown beyond what the bounded caches allow.
@@ -12,16 +12,14 @@
 
 mod support;
 
-use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
+
+use support::double::{dead_port, Double, Reply};
 
 use pullcheck::kubelet::platform::Platform;
 use pullcheck::kubelet::reference::ImageRef;
@@ -37,118 +35,46 @@ use pullcheck::registry::{
 const HOSTS: usize = 100_000;
 const WARM_UP: usize = 10_000;
 
-struct Double {
-    index: Vec<u8>,
-    digest: String,
-    token_body: String,
-    tokens: AtomicUsize,
-    token_port: u16,
-}
+/// Token requests the double answered.
+static TOKENS: AtomicUsize = AtomicUsize::new(0);
 
-async fn answer(
-    State(d): State<Arc<Double>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let with_token = host.ends_with(&format!(":{}", d.token_port));
-    match uri.path() {
-        "/v2/" if !with_token => StatusCode::OK.into_response(),
-        "/v2/" => (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                format!("Bearer realm=\"http://{host}/token\",service=\"double\""),
-            )],
-        )
-            .into_response(),
-        "/token" => {
-            d.tokens.fetch_add(1, Ordering::Relaxed);
-            (
-                [(header::CONTENT_TYPE, "application/json")],
-                d.token_body.clone(),
-            )
-                .into_response()
-        }
-        p if p.starts_with("/v2/app/manifests/")
-            && (!with_token || headers.contains_key(header::AUTHORIZATION)) =>
-        {
-            let mut r = if method == Method::HEAD {
-                StatusCode::OK.into_response()
-            } else {
-                d.index.clone().into_response()
-            };
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(support::media::OCI_INDEX),
-            );
-            h.insert(
-                "docker-content-digest",
-                HeaderValue::from_str(&d.digest).expect("digest header"),
-            );
-            r
-        }
-        _ => StatusCode::UNAUTHORIZED.into_response(),
-    }
-}
-
-/// Ports of the double: token auth, open, and one nothing listens on.
+/// The registry double on two ports of 0.0.0.0 (so every 127/8 address reaches it; the test
+/// only ever connects to loopback addresses): one with token auth (a `/v2/` challenge
+/// naming a realm on the host asked, a ~1 KiB token), one open; and a port nothing
+/// listens on.
 struct Ports {
-    token: u16,
-    open: u16,
+    token: Double,
+    open: Double,
     refused: u16,
 }
 
-/// Serves on two ports of 0.0.0.0 (so every 127/8 address reaches it; the test only ever
-/// connects to loopback addresses), on its own thread and runtime.
-fn start_double() -> (Ports, Arc<Double>) {
-    let bind = || {
-        let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind double");
-        l.set_nonblocking(true).expect("nonblocking");
-        let port = l.local_addr().expect("addr").port();
-        (l, port)
-    };
-    let ((token_listener, token), (open_listener, open)) = (bind(), bind());
-    // A port that was free a moment ago and that nothing listens on.
-    let refused = bind().1;
-    let index = support::bad_registry::index_body();
-    let double = Arc::new(Double {
-        digest: pullcheck::registry::client::sha256_digest(&index),
-        index,
-        token_body: format!("{{\"token\":\"{}\",\"expires_in\":600}}", "t".repeat(1024)),
-        tokens: AtomicUsize::new(0),
-        token_port: token,
-    });
-    let state = Arc::clone(&double);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("double runtime");
-        rt.block_on(async move {
-            let app = axum::Router::new().fallback(answer).with_state(state);
-            let serve = |l| {
-                let listener = tokio::net::TcpListener::from_std(l).expect("listener");
-                axum::serve(listener, app.clone()).into_future()
-            };
-            let (a, b) = tokio::join!(serve(token_listener), serve(open_listener));
-            a.and(b).expect("double serves");
-        });
-    });
-    (
-        Ports {
-            token,
-            open,
-            refused,
-        },
-        double,
-    )
+async fn start_doubles() -> Ports {
+    let token = Double::start("0.0.0.0", None, |r| match r.path.as_str() {
+        "/v2/" => Reply::Challenge(format!(
+            "Bearer realm=\"http://{}/token\",service=\"double\"",
+            r.host
+        )),
+        p if p.starts_with("/token") => {
+            TOKENS.fetch_add(1, Ordering::Relaxed);
+            Reply::Token("t".repeat(1024))
+        }
+        p if p.starts_with("/v2/app/manifests/") && r.authorization.is_some() => Reply::Registry,
+        _ => Reply::Status(401),
+    })
+    .await;
+    let open = Double::start("0.0.0.0", None, |r| {
+        if r.path == "/v2/" || r.path.starts_with("/v2/app/manifests/") {
+            Reply::Registry
+        } else {
+            Reply::Status(401)
+        }
+    })
+    .await;
+    Ports {
+        token,
+        open,
+        refused: dead_port(),
+    }
 }
 
 /// The i-th distinct loopback address (127.1.0.1 …), never a .0 or .255.
@@ -184,8 +110,8 @@ fn series(metrics: &Metrics) -> usize {
 /// Host i: one in twenty with token auth, one in twenty open, the rest refusing.
 fn image(i: usize, ports: &Ports) -> (ImageRef, bool) {
     let (port, answers) = match i % 20 {
-        0 => (ports.token, true),
-        1 => (ports.open, true),
+        0 => (ports.token.port(), true),
+        1 => (ports.open.port(), true),
         _ => (ports.refused, false),
     };
     let image = ImageRef::parse(&format!("{}/app:v1", host(i, port))).expect("reference");
@@ -299,7 +225,8 @@ async fn measure_platform_cost() -> Distribution {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_registry_hosts_keep_memory_fds_and_series_flat() {
-    let (ports, double) = start_double();
+    let ports = start_doubles().await;
+    let digest = pullcheck::registry::client::sha256_digest(&support::double::index_body());
     let platforms = measure_platform_cost().await;
     let tokens = measure_token_cost(&Arc::new(Metrics::default())).await;
     drop((platforms, tokens));
@@ -316,11 +243,11 @@ async fn a_hundred_thousand_registry_hosts_keep_memory_fds_and_series_flat() {
     let registry = Distribution::new(config, Arc::clone(&metrics)).expect("distribution");
 
     let started = Instant::now();
-    resolve_all(&registry, 0..WARM_UP, &ports, &double.digest).await;
+    resolve_all(&registry, 0..WARM_UP, &ports, &digest).await;
     let (rss1, fds1, series1) = (rss_kib(), open_fds(), series(&metrics));
-    resolve_all(&registry, WARM_UP..HOSTS, &ports, &double.digest).await;
+    resolve_all(&registry, WARM_UP..HOSTS, &ports, &digest).await;
     let (rss2, fds2, series2) = (rss_kib(), open_fds(), series(&metrics));
-    let tokens = double.tokens.load(Ordering::Relaxed);
+    let tokens = TOKENS.load(Ordering::Relaxed);
     eprintln!(
         "{HOSTS} hosts in {:.1}s: RSS {rss1} → {rss2} KiB, fds {fds1} → {fds2}, \
          registry_requests series {series1} → {series2}, token requests {tokens}",

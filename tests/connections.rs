@@ -17,7 +17,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
+use support::double::{Behaviour, Double};
 use support::serve::{metric, pod_review, Options, Server, SERVICE_NAME};
 use support::{Auth, RegistryOptions, TestRegistry};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -581,17 +582,8 @@ async fn a_peer_that_stops_answering_pings_is_dropped_with_a_review_in_flight() 
     // A "registry" that accepts and never answers keeps the review in flight for its whole
     // budget (8.5 s), so neither the idle timeout nor the end of the review closes the
     // connection: only unanswered PINGs can.
-    let silent_registry = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry_addr = silent_registry.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let a = Arc::clone(&accepted);
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = silent_registry.accept().await {
-            a.fetch_add(1, Ordering::SeqCst);
-            held.push(sock);
-        }
-    });
+    let silent_registry = Double::behaving(Behaviour::Silent).await;
+    let registry_addr = silent_registry.host();
     let (reg, _) = registry_with_image().await;
     let s = start(
         &reg,
@@ -621,7 +613,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped_with_a_review_in_flight() 
     let in_flight = tokio::spawn(send.send_request(req));
     // The review reached the registry: it is in flight.
     let start_wait = Instant::now();
-    while accepted.load(Ordering::SeqCst) == 0 {
+    while silent_registry.accepted() == 0 {
         assert!(start_wait.elapsed() < Duration::from_secs(5), "{}", s.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

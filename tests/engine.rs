@@ -155,45 +155,29 @@ async fn tag_suggestions_among_many_tags() {
 /// within the page bound, and never off the registry's origin.
 #[tokio::test]
 async fn tag_listing_follows_link_pagination() {
-    use axum::extract::Query;
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::routing::get;
-    use std::collections::HashMap;
+    use support::double::{Double, Reply};
 
-    async fn tags(Query(q): Query<HashMap<String, String>>) -> (HeaderMap, String) {
-        let page: usize = q
-            .get("last")
-            .and_then(|l| l.strip_prefix("t"))
-            .and_then(|n| n.parse().ok())
-            .map_or(0, |n: usize| n / 3 + 1);
+    // Pages of three tags, t0…t14; `last=tN` starts the page after N.
+    fn tags(path: &str) -> Reply {
+        let page = path
+            .split_once("last=t")
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .map_or(0, |n| n / 3 + 1);
         let names: Vec<String> = (page * 3..page * 3 + 3)
             .map(|i| format!("\"t{i}\""))
             .collect();
-        let mut h = HeaderMap::new();
-        if page < 4 {
-            let last = page * 3 + 2;
-            h.insert(
-                "link",
-                format!("</v2/x/tags/list?n=3&last=t{last}>; rel=\"next\"")
-                    .parse()
-                    .unwrap(),
-            );
-        }
-        (
-            h,
-            format!("{{\"name\":\"x\",\"tags\":[{}]}}", names.join(",")),
-        )
+        let link = format!("</v2/x/tags/list?n=3&last=t{}>; rel=\"next\"", page * 3 + 2);
+        let headers: &[(&str, &str)] = if page < 4 { &[("link", &link)] } else { &[] };
+        let body = format!("{{\"name\":\"x\",\"tags\":[{}]}}", names.join(","));
+        Reply::json(200, headers, body)
     }
-    let app = axum::Router::new()
-        .route("/v2/", get(|| async { "{}" }))
-        .route(
-            "/v2/x/manifests/{reference}",
-            get(|| async { StatusCode::NOT_FOUND }).head(|| async { StatusCode::NOT_FOUND }),
-        )
-        .route("/v2/x/tags/list", get(tags));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let double = Double::start("127.0.0.1", None, |r| match r.path.as_str() {
+        "/v2/" => Reply::Registry,
+        p if p.starts_with("/v2/x/tags/list") => tags(p),
+        _ => Reply::Status(404),
+    })
+    .await;
+    let host = double.host();
 
     let mut config = RegistryConfig::default();
     config.host_mut(&host).plain_http = true;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::apiserver::FakeApiServer;
-use support::bad_registry::{dead_port, BadRegistry, Behaviour};
+use support::double::{dead_port, Behaviour, Double};
 use support::serve::{dockerconfig, Options, Server, DOCKERCONFIGJSON};
 use support::{Auth, RegistryOptions, TestRegistry, ALICE, BOB};
 
@@ -187,7 +187,7 @@ async fn registry_down_refused_connection() {
 #[tokio::test]
 async fn registry_accepting_but_never_answering() {
     // HTTP level: the request is read, no answer ever comes.
-    let hang = BadRegistry::start(Behaviour::Hang).await;
+    let hang = Double::behaving(Behaviour::Hang).await;
     let image = format!("{}/team/app:1", hang.host());
     assert_fault(FaultCase {
         plain_http: vec![hang.host()],
@@ -200,7 +200,7 @@ async fn registry_accepting_but_never_answering() {
     assert!(hang.requests() > 0, "the registry was asked");
 
     // TCP level: accepted, never a byte read or written (TLS handshake hangs).
-    let silent = BadRegistry::start(Behaviour::Silent).await;
+    let silent = Double::behaving(Behaviour::Silent).await;
     let image = format!("{}/team/app:1", silent.host());
     assert_fault(FaultCase {
         plain_http: Vec::new(),
@@ -214,7 +214,7 @@ async fn registry_accepting_but_never_answering() {
 
 #[tokio::test]
 async fn slow_registry_within_the_deadline_is_answered_properly() {
-    let slow = BadRegistry::start(Behaviour::Slow(Duration::from_millis(150))).await;
+    let slow = Double::behaving(Behaviour::Slow(Duration::from_millis(150))).await;
     let server = Server::start(Options {
         config: "defaultMode: enforce\n".into(),
         plain_http: vec![slow.host()],
@@ -236,7 +236,7 @@ async fn slow_registry_within_the_deadline_is_answered_properly() {
 
 #[tokio::test]
 async fn slow_registry_beyond_the_deadline_times_out() {
-    let slow = BadRegistry::start(Behaviour::Slow(Duration::from_secs(4))).await;
+    let slow = Double::behaving(Behaviour::Slow(Duration::from_secs(4))).await;
     let image = format!("{}/team/app:1", slow.host());
     assert_fault(FaultCase {
         plain_http: vec![slow.host()],
@@ -250,7 +250,7 @@ async fn slow_registry_beyond_the_deadline_times_out() {
 
 #[tokio::test]
 async fn registry_answering_500() {
-    let bad = BadRegistry::start(Behaviour::Status(500)).await;
+    let bad = Double::behaving(Behaviour::Status(500)).await;
     let image = format!("{}/team/app:1", bad.host());
     assert_fault(FaultCase {
         plain_http: vec![bad.host()],
@@ -264,7 +264,7 @@ async fn registry_answering_500() {
 
 #[tokio::test]
 async fn registry_rate_limiting_with_retry_after() {
-    let bad = BadRegistry::start(Behaviour::RateLimited {
+    let bad = Double::behaving(Behaviour::RateLimited {
         retry_after_secs: 30,
     })
     .await;
@@ -284,7 +284,7 @@ async fn registry_rate_limiting_with_retry_after() {
 
 #[tokio::test]
 async fn registry_with_a_certificate_from_an_unknown_ca() {
-    let bad = BadRegistry::start_tls_unknown_ca(Behaviour::Ok).await;
+    let bad = Double::behaving_tls_unknown_ca(Behaviour::Ok).await;
     assert!(bad.is_tls());
     let image = format!("{}/team/app:1", bad.host());
     assert_fault(FaultCase {
@@ -300,7 +300,7 @@ async fn registry_with_a_certificate_from_an_unknown_ca() {
 #[tokio::test]
 async fn token_service_down() {
     let realm_host = format!("127.0.0.1:{}", dead_port());
-    let bad = BadRegistry::start(Behaviour::TokenRealm(format!("http://{realm_host}/token"))).await;
+    let bad = Double::behaving(Behaviour::TokenRealm(format!("http://{realm_host}/token"))).await;
     let image = format!("{}/team/app:1", bad.host());
     assert_fault(FaultCase {
         plain_http: vec![bad.host()],
@@ -316,7 +316,7 @@ async fn token_service_down() {
 
     // A realm whose name does not resolve: the same, said of the token service.
     let realm = support::unresolvable_name("auth");
-    let bad = BadRegistry::start(Behaviour::TokenRealm(format!("http://{realm}/token"))).await;
+    let bad = Double::behaving(Behaviour::TokenRealm(format!("http://{realm}/token"))).await;
     let image = format!("{}/team/app:1", bad.host());
     assert_fault(FaultCase {
         plain_http: vec![bad.host()],
@@ -351,18 +351,17 @@ async fn every_fault_at_once_in_one_review_is_answered_in_time() {
     // One Deployment whose containers hit every kind of failing registry, and one good image:
     // the slowest fault sets the pace, nothing waits for another, every image gets its own
     // warning, and the good one is resolved.
-    let good = BadRegistry::start(Behaviour::Ok).await;
-    let hang = BadRegistry::start(Behaviour::Hang).await;
-    let slow = BadRegistry::start(Behaviour::Slow(Duration::from_secs(5))).await;
-    let e500 = BadRegistry::start(Behaviour::Status(503)).await;
-    let e429 = BadRegistry::start(Behaviour::RateLimited {
+    let good = Double::behaving(Behaviour::Ok).await;
+    let hang = Double::behaving(Behaviour::Hang).await;
+    let slow = Double::behaving(Behaviour::Slow(Duration::from_secs(5))).await;
+    let e500 = Double::behaving(Behaviour::Status(503)).await;
+    let e429 = Double::behaving(Behaviour::RateLimited {
         retry_after_secs: 30,
     })
     .await;
-    let tls = BadRegistry::start_tls_unknown_ca(Behaviour::Ok).await;
+    let tls = Double::behaving_tls_unknown_ca(Behaviour::Ok).await;
     let realm_host = format!("127.0.0.1:{}", dead_port());
-    let token =
-        BadRegistry::start(Behaviour::TokenRealm(format!("http://{realm_host}/token"))).await;
+    let token = Double::behaving(Behaviour::TokenRealm(format!("http://{realm_host}/token"))).await;
     let down = format!("127.0.0.1:{}", dead_port());
     let unresolvable = support::unresolvable_name("registry");
     let plain: Vec<String> = [&good, &hang, &slow, &e500, &e429, &token]
@@ -555,7 +554,7 @@ fn big_update(image_old: &str, image_new: &str, annotation_bytes: usize) -> Valu
 
 #[tokio::test]
 async fn largest_review_is_served_and_bodies_over_the_limit_are_refused() {
-    let good = BadRegistry::start(Behaviour::Ok).await;
+    let good = Double::behaving(Behaviour::Ok).await;
     let server = Server::start(Options {
         config: "defaultMode: enforce\n".into(),
         plain_http: vec![good.host()],
@@ -601,7 +600,7 @@ fn nested(depth: usize, inner: &str) -> String {
 
 #[tokio::test]
 async fn malformed_and_adversarial_reviews_get_400_and_the_server_keeps_serving() {
-    let good = BadRegistry::start(Behaviour::Ok).await;
+    let good = Double::behaving(Behaviour::Ok).await;
     let mut server = Server::start(Options {
         config: "defaultMode: enforce\n".into(),
         plain_http: vec![good.host()],

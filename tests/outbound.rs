@@ -23,8 +23,7 @@ use pullcheck::metrics::Metrics;
 use pullcheck::registry::cache::CacheConfig;
 use pullcheck::registry::{Distribution, Registry, RegistryConfig, RegistryError, Resolved};
 use rstest::rstest;
-use support::bad_registry::{BadRegistry, Behaviour};
-use support::redirect::{HostileServer, Reply, Seen};
+use support::double::{Behaviour, Double, Reply, Seen};
 use support::tls::TestCa;
 use support::ALICE;
 
@@ -65,10 +64,10 @@ async fn registry_a(
     ca: Option<&TestCa>,
     scheme: Scheme,
     elsewhere: impl Fn(&Seen, &str) -> Reply + Send + Sync + 'static,
-) -> HostileServer {
+) -> Double {
     let origin = Arc::new(std::sync::OnceLock::<String>::new());
     let own = Arc::clone(&origin);
-    let server = HostileServer::start("127.0.0.1", ca, move |r| {
+    let server = Double::start("127.0.0.1", ca, move |r| {
         let me = own.get().map(String::as_str).unwrap_or_default();
         match (r.path.as_str(), scheme) {
             ("/v2/", Scheme::Basic) => Reply::Challenge(r#"Basic realm="a""#.into()),
@@ -134,7 +133,7 @@ fn api_requests(seen: &[Seen]) -> Vec<&Seen> {
 #[case::bearer(Scheme::Bearer)]
 #[tokio::test]
 async fn credentials_never_follow_a_redirect_to_another_origin(#[case] scheme: Scheme) {
-    let b = HostileServer::start("127.0.0.2", None, |r| match r.path.strip_prefix("/hop1") {
+    let b = Double::start("127.0.0.2", None, |r| match r.path.strip_prefix("/hop1") {
         Some(rest) => Reply::redirect(307, &format!("/hop2{rest}")),
         None => Reply::Registry,
     })
@@ -183,7 +182,7 @@ async fn credentials_never_follow_a_redirect_to_another_origin(#[case] scheme: S
 async fn credentials_are_not_sent_back_to_the_origin_after_a_detour(#[case] scheme: Scheme) {
     let a_origin = Arc::new(std::sync::OnceLock::<String>::new());
     let back_to = Arc::clone(&a_origin);
-    let b = HostileServer::start("127.0.0.2", None, move |r| {
+    let b = Double::start("127.0.0.2", None, move |r| {
         let a = back_to.get().cloned().unwrap_or_default();
         Reply::redirect(
             302,
@@ -226,7 +225,7 @@ async fn credentials_are_not_sent_back_to_the_origin_after_a_detour(#[case] sche
 #[tokio::test]
 async fn https_to_http_is_never_followed(#[case] scheme: Scheme) {
     let ca = TestCa::new();
-    let plain = HostileServer::start("127.0.0.1", None, |r| match r.path.strip_prefix("/hop1") {
+    let plain = Double::start("127.0.0.1", None, |r| match r.path.strip_prefix("/hop1") {
         Some(rest) => Reply::redirect(307, &format!("/hop2{rest}")),
         None => Reply::Registry,
     })
@@ -262,7 +261,7 @@ async fn https_to_http_is_never_followed(#[case] scheme: Scheme) {
 #[case(6, false)]
 #[tokio::test]
 async fn redirects_are_bounded(#[case] redirects: usize, #[case] resolves: bool) {
-    let b = HostileServer::start("127.0.0.2", None, move |r| {
+    let b = Double::start("127.0.0.2", None, move |r| {
         let (hop, rest) = r.path[4..].split_once('/').expect("/hopN/…");
         let hop: usize = hop.parse().expect("hop number");
         if hop < redirects {
@@ -273,7 +272,7 @@ async fn redirects_are_bounded(#[case] redirects: usize, #[case] resolves: bool)
     })
     .await;
     let b_origin = b.origin();
-    let a = HostileServer::start("127.0.0.1", None, move |r| match r.path.as_str() {
+    let a = Double::start("127.0.0.1", None, move |r| match r.path.as_str() {
         "/v2/" => Reply::Registry,
         p => Reply::redirect(307, &format!("{b_origin}/hop1{p}")),
     })
@@ -313,18 +312,18 @@ async fn redirects_are_bounded(#[case] redirects: usize, #[case] resolves: bool)
 /// to another origin) must not pass it on.
 #[tokio::test]
 async fn token_realm_redirects_keep_the_password_at_the_realm() {
-    let b = HostileServer::start("127.0.0.2", None, |r| match r.path.strip_prefix("/t1") {
+    let b = Double::start("127.0.0.2", None, |r| match r.path.strip_prefix("/t1") {
         Some(rest) => Reply::redirect(308, &format!("/t2{rest}")),
         None => Reply::Token(TOKEN.into()),
     })
     .await;
     let b_origin = b.origin();
-    let realm = HostileServer::start("127.0.0.1", None, move |r| {
+    let realm = Double::start("127.0.0.1", None, move |r| {
         Reply::redirect(307, &format!("{b_origin}/t1{}", r.path))
     })
     .await;
     let realm_origin = realm.origin();
-    let a = HostileServer::start("127.0.0.1", None, move |r| {
+    let a = Double::start("127.0.0.1", None, move |r| {
         if r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}")) {
             Reply::Registry
         } else {
@@ -377,7 +376,7 @@ async fn deny_rules_see_through_a_trailing_dot(#[case] rule: &str, #[case] as_re
         "DeNy.example."
     };
     let location = format!("http://{target}:5000");
-    let a = HostileServer::start("127.0.0.1", None, move |r| {
+    let a = Double::start("127.0.0.1", None, move |r| {
         match (r.path.as_str(), as_realm) {
             ("/v2/", true) => Reply::Challenge(format!(r#"Bearer realm="{location}/token""#)),
             ("/v2/", false) => Reply::Registry,
@@ -416,7 +415,7 @@ async fn deny_rules_see_through_a_trailing_dot(#[case] rule: &str, #[case] as_re
 async fn a_redirect_to_an_unresolvable_name_names_that_name() {
     let name = support::unresolvable_name("storage");
     let location = format!("http://{name}:5000");
-    let a = HostileServer::start("127.0.0.1", None, move |r| match r.path.as_str() {
+    let a = Double::start("127.0.0.1", None, move |r| match r.path.as_str() {
         "/v2/" => Reply::Registry,
         p => Reply::redirect(307, &format!("{location}{p}")),
     })
@@ -440,9 +439,9 @@ async fn a_redirect_to_an_unresolvable_name_names_that_name() {
 /// A storage host's 500 is the storage host's, not the registry's.
 #[tokio::test]
 async fn a_failing_redirect_target_is_named() {
-    let b = HostileServer::start("127.0.0.2", None, |_| Reply::Status(500)).await;
+    let b = Double::start("127.0.0.2", None, |_| Reply::Status(500)).await;
     let b_origin = b.origin();
-    let a = HostileServer::start("127.0.0.1", None, move |r| match r.path.as_str() {
+    let a = Double::start("127.0.0.1", None, move |r| match r.path.as_str() {
         "/v2/" => Reply::Registry,
         p => Reply::redirect(307, &format!("{b_origin}{p}")),
     })
@@ -493,7 +492,7 @@ async fn check_message(
 /// 8s". The connect timeout fired: the message says so, with its length.
 #[tokio::test]
 async fn a_connect_timeout_says_so() {
-    let silent = BadRegistry::start_tls_unknown_ca(Behaviour::Silent).await;
+    let silent = Double::behaving_tls_unknown_ca(Behaviour::Silent).await;
     let image = format!("{}/team/app:1", silent.host());
     let (class, message, took) = check_message(
         RegistryConfig::default(),
@@ -542,7 +541,7 @@ async fn a_timeout_names_the_limit_that_fired(
     #[case] context: Context,
     #[case] want: &str,
 ) {
-    let hang = BadRegistry::start(Behaviour::Hang).await;
+    let hang = Double::behaving(Behaviour::Hang).await;
     let image = format!("{}/team/app:1", hang.host());
     let mut config = RegistryConfig {
         request_timeout: registry_timeout,
@@ -561,9 +560,9 @@ async fn a_timeout_names_the_limit_that_fired(
 /// A chain shares one registry timeout, and the host that hangs is named.
 #[tokio::test]
 async fn a_hanging_redirect_target_is_named_with_the_registry_timeout() {
-    let hang = BadRegistry::start(Behaviour::Hang).await;
+    let hang = Double::behaving(Behaviour::Hang).await;
     let hang_origin = format!("http://{}", hang.host());
-    let a = HostileServer::start("127.0.0.2", None, move |r| match r.path.as_str() {
+    let a = Double::start("127.0.0.2", None, move |r| match r.path.as_str() {
         "/v2/" => Reply::Registry,
         p => Reply::redirect(307, &format!("{hang_origin}{p}")),
     })

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::apiserver::FakeApiServer;
+use support::double::{Behaviour, Double};
 use support::serve::{
     client_trusting, dockerconfig, free_port, Options, Server, DOCKERCONFIGJSON, SERVICE_NAME,
 };
@@ -24,19 +25,6 @@ fn write_certs(dir: &Path, tag: &str) -> (PathBuf, PathBuf, String) {
     std::fs::write(&cert, &serving.cert).unwrap();
     std::fs::write(&key, &serving.key).unwrap();
     (cert, key, ca.cert)
-}
-
-/// A "registry" that accepts connections and never says a word.
-async fn silent_registry() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
-    addr
 }
 
 /// `pullcheck serve` with `config`, trusting `registry`, reading `api` (none: no cluster).
@@ -458,7 +446,8 @@ async fn mixed_node_platforms_warn_with_the_node_selector_to_add() {
 #[tokio::test]
 async fn a_registry_that_never_answers_is_answered_before_the_deadline() {
     // Accepts connections and never says a word.
-    let silent = silent_registry().await;
+    let silent = Double::behaving(Behaviour::Silent).await;
+    let silent = silent.host();
     let w = world().await;
     let s = start(
         &w.reg,
@@ -640,7 +629,8 @@ async fn certificates_from_pullcheck_certs_serve_the_service_name() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_reviews() {
     // A registry that never answers keeps a review in flight until its deadline.
-    let silent = silent_registry().await;
+    let silent = Double::behaving(Behaviour::Silent).await;
+    let silent = silent.host();
     let reg = TestRegistry::start(RegistryOptions {
         tls: false,
         auth: Auth::None,

@@ -17,10 +17,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod apiserver;
-pub mod bad_registry;
+pub mod double;
 pub mod engine;
 mod push;
-pub mod redirect;
 mod registry;
 pub mod serve;
 pub mod tls;
