@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use pullcheck::webhook::certs::Pem;
+
 use super::apiserver::FakeApiServer;
 use super::TestRegistry;
 
@@ -46,6 +48,8 @@ pub struct Options<'a> {
     pub args: Vec<String>,
     /// Client certificate and key (PEM) the driver's client presents (for `--client-ca`).
     pub identity: Option<String>,
+    /// The CA and serving certificate to serve with; new ones when not given.
+    pub certificates: Option<&'a (Pem, Pem)>,
 }
 
 pub fn free_port() -> u16 {
@@ -76,8 +80,15 @@ pub fn client_with(ca_pem: &str, addr: SocketAddr, identity: Option<&str>) -> re
 impl Server {
     pub async fn start(opts: Options<'_>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, serving) =
-            pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30).unwrap();
+        let generated;
+        let (ca, serving) = match opts.certificates {
+            Some(given) => given,
+            None => {
+                generated = pullcheck::webhook::certs::generate("pullcheck", "pullcheck", 30)
+                    .expect("certificates");
+                &generated
+            }
+        };
         let cert = dir.path().join("tls.crt");
         let key = dir.path().join("tls.key");
         std::fs::write(&cert, &serving.cert).unwrap();
@@ -129,7 +140,7 @@ impl Server {
             addr,
             client: client_with(&ca.cert, addr, opts.identity.as_deref()),
             dir,
-            ca: ca.cert,
+            ca: ca.cert.clone(),
         };
         server.wait_ready().await;
         server
