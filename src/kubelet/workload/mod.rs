@@ -196,68 +196,28 @@ pub fn decode_raw(kind: WorkloadKind, object: &str) -> Result<Workload, Workload
     decode(kind, &value)
 }
 
-/// The well-formed case of [`decode_raw`]; `None` for anything else.
+/// The well-formed case of [`decode_raw`]; `None` for anything else. One pass over the
+/// text: the steps of the path to the PodSpec are typed per kind, every step must be a JSON
+/// object (`map_only`: serde's derived structs would also take arrays), and what is not on
+/// the path is skipped as it is read.
 fn decode_fast(kind: WorkloadKind, object: &str) -> Option<Workload> {
-    use serde::Deserialize;
-    use serde_json::value::RawValue;
-
-    /// One step on the way to the PodSpec: the fields any step may name.
-    #[derive(Deserialize)]
-    struct Step<'a> {
-        #[serde(borrow, default)]
-        metadata: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        spec: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        template: Option<&'a RawValue>,
-        #[serde(borrow, default, rename = "jobTemplate")]
-        job_template: Option<&'a RawValue>,
-    }
-    #[derive(Default, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Meta {
-        #[serde(default)]
-        name: Option<String>,
-        #[serde(default)]
-        generate_name: Option<String>,
-        #[serde(default)]
-        namespace: Option<String>,
-        #[serde(default)]
-        owner_references: Option<Vec<Owner>>,
-    }
-    #[derive(Deserialize)]
-    struct Owner {
-        kind: String,
-        name: String,
-        #[serde(default)]
-        controller: Option<bool>,
-    }
-
-    let top: Step<'_> = serde_json::from_str(object).ok()?;
-    let meta: Meta = match top.metadata {
-        Some(m) => serde_json::from_str(m.get()).ok()?,
-        None => Meta::default(),
+    use fast::{Inner, JobTemplated, Obj, Templated};
+    let (meta, spec) = match kind {
+        WorkloadKind::Pod => {
+            let o: Obj<PodSpec> = fast::read(object)?;
+            (o.metadata, o.spec?)
+        }
+        WorkloadKind::CronJob => {
+            let o: Obj<JobTemplated<Templated<PodSpec>>> = fast::read(object)?;
+            let job: Inner<Templated<PodSpec>> = o.spec?.job_template?;
+            (o.metadata, job.spec?.template?.spec?)
+        }
+        _ => {
+            let o: Obj<Templated<PodSpec>> = fast::read(object)?;
+            (o.metadata, o.spec?.template?.spec?)
+        }
     };
-    let mut node = top;
-    let mut spec = None;
-    let steps = kind.pod_spec_path();
-    for (i, step) in steps.iter().enumerate() {
-        let next = match *step {
-            "spec" => node.spec,
-            "template" => node.template,
-            "jobTemplate" => node.job_template,
-            _ => None,
-        }?;
-        if !next.get().starts_with('{') {
-            return None;
-        }
-        if i + 1 == steps.len() {
-            spec = Some(next);
-        } else {
-            node = serde_json::from_str(next.get()).ok()?;
-        }
-    }
-    let spec: PodSpec = serde_json::from_str(spec?.get()).ok()?;
+    let meta = meta.unwrap_or_default();
     if spec.containers.is_empty() {
         // Absent, null or empty: let `decode` tell which.
         return None;
@@ -278,6 +238,102 @@ fn decode_fast(kind: WorkloadKind, object: &str) -> Option<Workload> {
         spec,
         controller,
     })
+}
+
+/// The typed steps of [`decode_fast`].
+mod fast {
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+
+    /// A JSON object whose `metadata` and `spec` are read.
+    #[derive(Deserialize)]
+    #[serde(bound = "S: Deserialize<'de>")]
+    pub struct Obj<S> {
+        #[serde(default, deserialize_with = "map_only")]
+        pub metadata: Option<Meta>,
+        #[serde(default, deserialize_with = "map_only")]
+        pub spec: Option<S>,
+    }
+
+    /// `template` of a workload's spec.
+    #[derive(Deserialize)]
+    #[serde(bound = "S: Deserialize<'de>")]
+    pub struct Templated<S> {
+        #[serde(default, deserialize_with = "map_only")]
+        pub template: Option<Inner<S>>,
+    }
+
+    /// `jobTemplate` of a CronJob's spec.
+    #[derive(Deserialize)]
+    #[serde(bound = "S: Deserialize<'de>")]
+    pub struct JobTemplated<S> {
+        #[serde(default, rename = "jobTemplate", deserialize_with = "map_only")]
+        pub job_template: Option<Inner<S>>,
+    }
+
+    /// A template: its `spec`.
+    #[derive(Deserialize)]
+    #[serde(bound = "S: Deserialize<'de>")]
+    pub struct Inner<S> {
+        #[serde(default, deserialize_with = "map_only")]
+        pub spec: Option<S>,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Meta {
+        #[serde(default)]
+        pub name: Option<String>,
+        #[serde(default)]
+        pub generate_name: Option<String>,
+        #[serde(default)]
+        pub namespace: Option<String>,
+        #[serde(default)]
+        pub owner_references: Option<Vec<Owner>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Owner {
+        pub kind: String,
+        pub name: String,
+        #[serde(default)]
+        pub controller: Option<bool>,
+    }
+
+    /// The whole text as one object, nothing after it.
+    pub fn read<'de, T: Deserialize<'de>>(text: &'de str) -> Option<T> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = map_only(&mut de).ok()??;
+        de.end().ok()?;
+        Some(value)
+    }
+
+    /// `null` as `None`, a JSON object as `T`; anything else (an array too) is an error.
+    fn map_only<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object or null")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+        d.deserialize_option(Only(std::marker::PhantomData))
+    }
 }
 
 /// Like [`decode`] for an object already split into its metadata and the rest (kube's
@@ -855,6 +911,16 @@ mod tests {
             r#"{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"a"}]}}}}}}"#.to_string(),
             "[]".to_string(),
             "7".to_string(),
+            // Arrays where a step's object belongs: serde's derived structs would read
+            // them by position.
+            pod(r#"{"containers":[{"name":"c","image":"a"}]}"#, r#"["n","g","ns"]"#),
+            pod(r#"[[{"name":"c","image":"a"}]]"#, "{}"),
+            r#"[{"spec":{"containers":[{"name":"c","image":"a"}]}}]"#.to_string(),
+            r#"{"spec":[[{"spec":{"containers":[{"name":"c","image":"a"}]}}]]}"#.to_string(),
+            r#"{"spec":{"template":[{"containers":[{"name":"c","image":"a"}]}]}}"#.to_string(),
+            r#"{"spec":{"jobTemplate":[{"template":{"spec":{"containers":[{"name":"c","image":"a"}]}}}]}}"#.to_string(),
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"a"}]}},"template":null}}"#.to_string(),
+            r#"{"metadata":{"name":"a"},"metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"a"}]}}"#.to_string(),
         ];
         objects.extend(odd);
         for text in &objects {
