@@ -1,4 +1,4 @@
-//! The baseline of the warm-path benchmark (`benches/admission.rs`): the smallest
+//! The baseline of the warm-path benchmark (`benches/admission/`): the smallest
 //! AdmissionReview responder on pullcheck's own stack — axum 0.8 on axum-server with rustls
 //! (aws-lc-rs), HTTP/2 and HTTP/1.1 by ALPN — that decodes the review the way a webhook
 //! built on kube does (`AdmissionReview<DynamicObject>` from kube-core) and answers

@@ -1,7 +1,7 @@
 //! What one warm review costs pullcheck itself, in-process: no TLS, no HTTP/2, no load
 //! generator sharing the cores — only the handler behind `POST /validate/enforce`, against
 //! the decode-and-answer of `examples/minimal_responder.rs`. The difference is the price of
-//! pullcheck's checks; `benches/admission.rs` measures the same over the wire.
+//! pullcheck's checks; `benches/admission/` measures the same over the wire.
 //!
 //! ```sh
 //! cargo build --release --example review_cost
