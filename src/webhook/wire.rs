@@ -84,9 +84,14 @@ where
 }
 
 impl<'a> ReviewIn<'a> {
-    /// Decodes a review's body; the error is serde's, for a 400.
+    /// Decodes a review's body; the error is serde's, for a 400. The body is checked to be
+    /// UTF-8 once, as a whole (word at a time), rather than string by string.
     pub fn decode(body: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+        match std::str::from_utf8(body) {
+            Ok(text) => serde_json::from_str(text),
+            // serde's own error, with the line and column of the bad byte.
+            Err(_) => serde_json::from_slice(body),
+        }
     }
 }
 
@@ -276,11 +281,21 @@ mod tests {
                 "lone surrogate",
                 br#"{"request":{"uid":"\ud800"}}"#.to_vec(),
             ),
+            ("not UTF-8", {
+                let mut body = with(&|r| r["name"] = "NAME".into());
+                let at = body.windows(4).position(|w| w == b"NAME").expect("NAME");
+                body[at] = 0xff;
+                body
+            }),
         ];
         for (what, body) in cases {
             let kube = serde_json::from_slice::<AdmissionReview<DynamicObject>>(&body);
             assert!(kube.is_err(), "kube-core reads {what}");
-            assert!(ReviewIn::decode(&body).is_err(), "pullcheck reads {what}");
+            let ours = ReviewIn::decode(&body).expect_err(what);
+            if what == "not UTF-8" {
+                // serde's own words, with where.
+                assert!(ours.to_string().contains("line 1 column"), "{ours}");
+            }
         }
     }
 }
