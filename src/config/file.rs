@@ -159,6 +159,11 @@ impl FileConfig {
         Self::parse(&text).with_context(|| format!("config {}", path.display()))
     }
 
+    /// The file at `path` when one is given, else the defaults.
+    pub fn load_given(path: Option<&Path>) -> anyhow::Result<Self> {
+        path.map_or_else(|| Ok(Self::default()), Self::load)
+    }
+
     /// Parses the YAML of a config file: unknown keys refused, errors with their line.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         serde_saphyr::from_str_with_options(text, yaml_options(text.len())).map_err(|e| {

@@ -67,10 +67,7 @@ pub const DEFAULT_MAX_BODY: usize = 7 << 20;
 impl ServeConfig {
     /// Flags over the YAML file (`--config`) over defaults, each checked.
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = match &args.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
+        let file = FileConfig::load_given(args.config.as_deref())?;
         let flags = Flags {
             config: args.config.as_deref(),
             registry: &args.registry,
@@ -134,10 +131,7 @@ impl CheckConfig {
         for p in &args.platforms {
             platforms.push(Platform::parse(p)?.normalize());
         }
-        let file = match &args.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
+        let file = FileConfig::load_given(args.config.as_deref())?;
         let flags = Flags {
             config: args.config.as_deref(),
             registry: &args.registry,
