@@ -70,7 +70,7 @@ impl Report {
             }
             let ratio = w.pullcheck_closed.rate() / w.minimal_closed.rate();
             out.push_str(&format!(
-                "\npullcheck / minimal responder throughput: **{:.0}%** (rounds: {}; aim ≥ 80%); \
+                "\npullcheck / minimal responder throughput: **{:.0}%** (rounds: {}; aim ≥ 90%); \
                  server CPU per review: {:.1}× the minimal responder's; p99 at {OPEN_RATE}/s: **{}** (aim < 5 ms). \
                  Registry requests during the warm runs: {}. pullcheck RSS after: {:.1} MiB.\n",
                 ratio * 100.0,
