@@ -61,6 +61,7 @@ impl Registry for Answering {
                     Platform::new("linux", "amd64", None),
                     Platform::new("linux", "arm64", None),
                 ],
+                ..Default::default()
             }),
         })
     }

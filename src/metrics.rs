@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -21,8 +22,17 @@ pub struct RegistryRequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// Registry host, or `other` (bounded like [`RegistryRequestLabels::registry`]).
+    pub registry: String,
+    /// `anonymous`, `account-<first 8 hex digits of the credential's salted fingerprint>`,
+    /// or `other` beyond the tracked accounts (bounded: see `registry::ratelimit`).
+    pub identity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
-    /// `result`, `platforms`.
+    /// `result`, `platforms`, `sizes`, `verdict`.
     pub cache: &'static str,
     /// `hit`, `miss`, `coalesced`, `stale`.
     pub event: &'static str,
@@ -48,6 +58,10 @@ pub struct Metrics {
     pub registry_requests: Family<RegistryRequestLabels, Counter>,
     /// Cache lookups by outcome.
     pub cache_events: Family<CacheLabels, Counter>,
+    /// The last rate-limit budget each registry reported, per identity.
+    pub ratelimit_remaining: Family<RateLimitLabels, Gauge>,
+    pub ratelimit_limit: Family<RateLimitLabels, Gauge>,
+    pub ratelimit_window: Family<RateLimitLabels, Gauge>,
     registry: Registry,
 }
 
@@ -80,11 +94,32 @@ impl Default for Metrics {
             "Cache lookups by cache and event (hit, miss, coalesced wait, stale answer)",
             cache_events.clone(),
         );
+        let ratelimit_remaining = Family::<RateLimitLabels, Gauge>::default();
+        registry.register(
+            "registry_ratelimit_remaining",
+            "Requests (pulls) left in the rate-limit window, as the registry last reported it, by registry and identity",
+            ratelimit_remaining.clone(),
+        );
+        let ratelimit_limit = Family::<RateLimitLabels, Gauge>::default();
+        registry.register(
+            "registry_ratelimit_limit",
+            "Rate-limit quota of the window, as the registry last reported it",
+            ratelimit_limit.clone(),
+        );
+        let ratelimit_window = Family::<RateLimitLabels, Gauge>::default();
+        registry.register(
+            "registry_ratelimit_window_seconds",
+            "Length of the rate-limit window, as the registry last reported it",
+            ratelimit_window.clone(),
+        );
         Self {
             admissions,
             admission_seconds,
             registry_requests,
             cache_events,
+            ratelimit_remaining,
+            ratelimit_limit,
+            ratelimit_window,
             registry,
         }
     }
@@ -100,6 +135,31 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Shows a rate-limit reading; `registry` and `identity` must be bounded labels.
+    pub fn ratelimit(
+        &self,
+        registry: &str,
+        identity: String,
+        remaining: u64,
+        limit: Option<u64>,
+        window_seconds: Option<u64>,
+    ) {
+        let labels = RateLimitLabels {
+            registry: registry.to_string(),
+            identity,
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.ratelimit_remaining
+            .get_or_create(&labels)
+            .set(gauge(remaining));
+        if let Some(l) = limit {
+            self.ratelimit_limit.get_or_create(&labels).set(gauge(l));
+        }
+        if let Some(w) = window_seconds {
+            self.ratelimit_window.get_or_create(&labels).set(gauge(w));
+        }
     }
 
     pub fn cache_event(&self, cache: &'static str, event: &'static str) {

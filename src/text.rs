@@ -90,9 +90,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// "1.5s", "250ms", "3m20s": short, for messages.
+/// "1.5s", "250ms", "3m20s", "6h", "1h30m", "2d": short, for messages.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
+    let s = d.as_secs();
+    let two = |big: u64, unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
@@ -102,13 +110,77 @@ pub fn human_duration(d: Duration) -> String {
         } else {
             format!("{s:.1}s")
         }
+    } else if s < 3600 {
+        two(s / 60, "m", s % 60, "s")
+    } else if s < 86_400 {
+        two(s / 3600, "h", s % 3600 / 60, "m")
     } else {
-        let s = d.as_secs();
-        if s.is_multiple_of(60) {
-            format!("{}m", s / 60)
-        } else {
-            format!("{}m{}s", s / 60, s % 60)
-        }
+        two(s / 86_400, "d", s % 86_400 / 3600, "h")
+    }
+}
+
+/// `3.2 GiB`, `512 MiB`, `900 KiB`, `12 B`: one decimal under ten units, for messages.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// A transfer rate in bytes per second: `100Mbit/s`, `1Gbit/s`, `12.5MB/s`, `50MiB/s`,
+/// `1000000` (bytes per second); bits in powers of 1000, bytes in 1000 (`MB`) or 1024
+/// (`MiB`).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid bandwidth {s:?}: e.g. 100Mbit/s, 1Gbit/s, 50MB/s, 40MiB/s");
+    let t = s.trim();
+    let t = t
+        .strip_suffix("/s")
+        .or_else(|| t.strip_suffix("ps"))
+        .unwrap_or(t);
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kbit" | "Kbit" | "kb" => 125.0,
+        "Mbit" | "Mb" => 125_000.0,
+        "Gbit" | "Gb" => 125_000_000.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1_048_576.0,
+        "GiB" => 1_073_741_824.0,
+        _ => return Err(bad()),
+    };
+    let bytes = n * factor;
+    if !bytes.is_finite() || !(1.0..=1e13).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// `100 Mbit/s`, `1 Gbit/s`, `12.3 MB/s`: a rate in bytes per second, for messages.
+pub fn human_rate(bytes_per_second: u64) -> String {
+    let bits = u128::from(bytes_per_second) * 8;
+    if bits % 1_000_000_000 == 0 {
+        format!("{} Gbit/s", bits / 1_000_000_000)
+    } else if bits % 1_000_000 == 0 {
+        format!("{} Mbit/s", bits / 1_000_000)
+    } else {
+        format!("{:.1} MB/s", bytes_per_second as f64 / 1e6)
     }
 }
 
@@ -237,8 +309,40 @@ mod tests {
     #[case(Duration::from_millis(1500), "1.5s")]
     #[case(Duration::from_secs(200), "3m20s")]
     #[case(Duration::from_secs(120), "2m")]
+    #[case(Duration::from_secs(21_600), "6h")]
+    #[case(Duration::from_secs(5_400), "1h30m")]
+    #[case(Duration::from_secs(90_000), "1d1h")]
     fn human_durations(#[case] d: Duration, #[case] want: &str) {
         assert_eq!(human_duration(d), want);
+    }
+
+    #[rstest]
+    #[case(12, "12 B")]
+    #[case(2048, "2.0 KiB")]
+    #[case(3 << 30, "3.0 GiB")]
+    #[case((3 << 30) + (1 << 29), "3.5 GiB")]
+    #[case(700 << 20, "700 MiB")]
+    #[case(u64::MAX, "16384 PiB")]
+    fn human_sizes(#[case] n: u64, #[case] want: &str) {
+        assert_eq!(human_bytes(n), want);
+    }
+
+    #[rstest]
+    #[case("100Mbit/s", Some(12_500_000), "100 Mbit/s")]
+    #[case("1Gbit/s", Some(125_000_000), "1 Gbit/s")]
+    #[case("12.5MB/s", Some(12_500_000), "100 Mbit/s")]
+    #[case("50MiB/s", Some(52_428_800), "52.4 MB/s")]
+    #[case(" 1000000 ", Some(1_000_000), "8 Mbit/s")]
+    #[case("100Mbps", Some(12_500_000), "100 Mbit/s")]
+    #[case("fast", None, "")]
+    #[case("0MB/s", None, "")]
+    #[case("1e400MB/s", None, "")]
+    #[case("10 parsecs/s", None, "")]
+    fn rates(#[case] s: &str, #[case] bytes: Option<u64>, #[case] shown: &str) {
+        assert_eq!(parse_rate(s).ok(), bytes);
+        if let Some(b) = bytes {
+            assert_eq!(human_rate(b), shown);
+        }
     }
 
     #[test]

@@ -210,6 +210,7 @@ async fn measure_platform_cost() -> Distribution {
             Arc::new(ImagePlatforms {
                 is_index: true,
                 platforms,
+                ..ImagePlatforms::default()
             }),
         )
     });

@@ -61,6 +61,7 @@ impl pullcheck::registry::Registry for Double {
                     pullcheck::kubelet::platform::Platform::new("linux", "amd64", None),
                     pullcheck::kubelet::platform::Platform::new("linux", "arm64", None),
                 ],
+                ..Default::default()
             }),
         })
     }

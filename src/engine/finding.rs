@@ -196,6 +196,8 @@ mod tests {
             RegistryError::RateLimited {
                 registry: r.clone(),
                 retry_after: None,
+                limit: None,
+                window: None,
             },
             RegistryError::Unavailable {
                 host: r.clone(),

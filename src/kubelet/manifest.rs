@@ -1,30 +1,55 @@
-//! What a registry serves, read for platforms: image indexes / manifest lists, image
-//! manifests and image config blobs, with their media types; containerd's rules decide
-//! which documents are accepted (schema 1 is refused).
+//! What a registry serves, read for platforms and sizes: image indexes / manifest lists,
+//! image manifests and image config blobs, with their media types; containerd's rules
+//! decide which documents are accepted (schema 1 is refused).
+//!
+//! The documents are `oci-client`'s types ([`OciImageIndex`], [`ImageIndexEntry`] and its
+//! [`oci_client::manifest::Platform`], [`OciImageManifest`] and its [`OciDescriptor`]s) and
+//! media-type constants. pullcheck keeps around them what they do not do:
+//!
+//! - the media-type decision (`Content-Type` over the body's `mediaType` over the shape),
+//!   schema 1 refusal and containerd's index/manifest mismatch check, on the JSON first;
+//! - digest validation (a config digest goes into a URL), non-negative sizes;
+//! - runnable entries only: attestations, `unknown/unknown` and artifact entries skipped;
+//! - the image config is read by a thin struct of our own: `oci-client`'s `ConfigFile` has
+//!   no `variant`, `os.version` or `os.features`, requires `rootfs`, and refuses a config
+//!   whose `created` is not RFC 3339 (containerd reads only the platform fields).
+//!
+//! `oci-client`'s types are stricter than containerd in one way: an index entry missing a
+//! required descriptor field (`mediaType`, `digest`, `size`, a platform's `os` or
+//! `architecture`) makes the whole index invalid, where containerd would only fail if it
+//! picked that entry. An invalid manifest is a transient finding (admitted with a warning
+//! naming the field), never a denial. Its `Arch` also reads `armbe` as `arm64be` (no
+//! Kubernetes node runs either).
 //!
 //! Pure code over bytes: no I/O. Nothing here panics on any input, and error messages
 //! echo at most [`super::platform::MAX_ECHO`] bytes of what they were given.
 
 use std::collections::{BTreeMap, HashSet};
 
+use oci_client::manifest::{
+    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest, IMAGE_CONFIG_MEDIA_TYPE,
+    IMAGE_DOCKER_CONFIG_MEDIA_TYPE, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::platform::{clip_echo, Platform, PlatformError};
 
 /// OCI image index.
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_OCI_INDEX: &str = OCI_IMAGE_INDEX_MEDIA_TYPE;
 /// Docker manifest list (schema 2).
-pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_DOCKER_LIST: &str = IMAGE_MANIFEST_LIST_MEDIA_TYPE;
 /// OCI image manifest.
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_OCI_MANIFEST: &str = OCI_IMAGE_MEDIA_TYPE;
 /// Docker image manifest, schema 2.
-pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_DOCKER_MANIFEST: &str = IMAGE_MANIFEST_MEDIA_TYPE;
 /// OCI image config blob.
-pub const MEDIA_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_OCI_CONFIG: &str = IMAGE_CONFIG_MEDIA_TYPE;
 /// Docker image config blob.
-pub const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const MEDIA_DOCKER_CONFIG: &str = IMAGE_DOCKER_CONFIG_MEDIA_TYPE;
 
+// Schema 1: not in oci-client (it never reads them), refused by containerd 2.
 const MEDIA_DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 const MEDIA_DOCKER_SCHEMA1_SIGNED: &str =
     "application/vnd.docker.distribution.manifest.v1+prettyjws";
@@ -34,13 +59,18 @@ const MEDIA_DOCKER_SCHEMA1_SIGNED: &str =
 pub enum ManifestKind {
     /// Image index / manifest list: the platforms of its runnable entries (entries with a
     /// platform, minus attestations and `unknown` platforms), as written (not normalized),
-    /// in document order, without duplicates.
-    Index { platforms: Vec<Platform> },
-    /// Single image manifest: digest of its config blob (fetch it to learn the platform)
-    /// and the config media type (empty when the manifest omits it).
+    /// in document order, without duplicates; and, for each, the digest of the first entry
+    /// with that platform (empty when it is not a valid digest: never fetched).
+    Index {
+        platforms: Vec<Platform>,
+        manifests: Vec<String>,
+    },
+    /// Single image manifest: digest of its config blob (fetch it to learn the platform),
+    /// the config media type, and the compressed size of the image (config + layers).
     Image {
         config_digest: String,
         config_media_type: String,
+        size: u64,
     },
 }
 
@@ -70,24 +100,25 @@ fn classify(media_type: &str) -> MediaClass {
     }
 }
 
-#[derive(Deserialize)]
-struct RawIndex {
-    #[serde(default)]
-    manifests: Option<Vec<RawEntry>>,
+/// Our platform from `oci-client`'s: `None` unless both os and architecture are non-empty.
+/// `os.features` is not kept (containerd's matcher ignores it).
+fn platform_of(p: &oci_client::manifest::Platform) -> Option<Platform> {
+    let os = p.os.to_string();
+    let architecture = p.architecture.to_string();
+    if os.is_empty() || architecture.is_empty() {
+        return None;
+    }
+    Some(Platform {
+        os,
+        architecture,
+        variant: p.variant.clone().filter(|s| !s.is_empty()),
+        os_version: p.os_version.clone().filter(|s| !s.is_empty()),
+    })
 }
 
+/// The platform fields of an image config (see the module's notes on `ConfigFile`).
 #[derive(Deserialize)]
-struct RawEntry {
-    #[serde(default, rename = "mediaType")]
-    media_type: Option<String>,
-    #[serde(default)]
-    platform: Option<RawPlatform>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-struct RawPlatform {
+struct ConfigPlatform {
     #[serde(default)]
     os: Option<String>,
     #[serde(default)]
@@ -96,34 +127,8 @@ struct RawPlatform {
     variant: Option<String>,
     #[serde(default, rename = "os.version")]
     os_version: Option<String>,
-}
-
-impl RawPlatform {
-    /// `None` unless both os and architecture are present and non-empty.
-    fn into_platform(self) -> Option<Platform> {
-        let os = self.os.filter(|s| !s.is_empty())?;
-        let architecture = self.architecture.filter(|s| !s.is_empty())?;
-        Some(Platform {
-            os,
-            architecture,
-            variant: self.variant.filter(|s| !s.is_empty()),
-            os_version: self.os_version.filter(|s| !s.is_empty()),
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct RawImage {
-    #[serde(default)]
-    config: Option<RawDescriptor>,
-}
-
-#[derive(Deserialize)]
-struct RawDescriptor {
-    #[serde(default, rename = "mediaType")]
-    media_type: Option<String>,
-    #[serde(default)]
-    digest: Option<String>,
+    #[serde(default, rename = "os.features")]
+    _os_features: Option<Vec<String>>,
 }
 
 /// Classifies a manifest body. The `Content-Type` header (parameters such as
@@ -135,7 +140,8 @@ struct RawDescriptor {
 ///
 /// Errors for bodies that are not JSON objects, schema 1 manifests (by media type,
 /// `"schemaVersion": 1` or `fsLayers`), bodies that contradict the declared kind
-/// (containerd's `validateMediaType`), unknown shapes and bad config digests.
+/// (containerd's `validateMediaType`), unknown shapes, documents `oci-client`'s types do
+/// not read, bad config digests and negative sizes.
 pub fn parse_manifest(
     content_type: Option<&str>,
     body: &[u8],
@@ -212,45 +218,67 @@ pub fn parse_manifest(
 
     let invalid = |e: serde_json::Error| PlatformError::InvalidManifest(clip_echo(&e.to_string()));
     if class == MediaClass::Index {
-        let index: RawIndex = serde_json::from_value(doc).map_err(invalid)?;
+        let index: OciImageIndex = serde_json::from_value(doc).map_err(invalid)?;
+        let (platforms, manifests) = index_platforms(index.manifests);
         return Ok(ManifestKind::Index {
-            platforms: index_platforms(index.manifests.unwrap_or_default()),
+            platforms,
+            manifests,
         });
     }
-    let image: RawImage = serde_json::from_value(doc).map_err(invalid)?;
-    let config = image.config.ok_or_else(|| {
-        PlatformError::InvalidManifest("image manifest has no \"config\" descriptor".to_owned())
-    })?;
-    let digest = config.digest.unwrap_or_default();
-    validate_digest(&digest)?;
+    let image: OciImageManifest = serde_json::from_value(doc).map_err(invalid)?;
+    validate_digest(&image.config.digest)?;
+    let size = compressed_size(&image)?;
     Ok(ManifestKind::Image {
-        config_digest: digest,
-        config_media_type: config.media_type.unwrap_or_default(),
+        config_digest: image.config.digest,
+        config_media_type: image.config.media_type,
+        size,
     })
 }
 
-/// Runnable entries' platforms, in order, without duplicates. Skipped: entries without a
-/// platform (or without os/architecture), BuildKit attestations (`unknown/unknown`,
-/// `vnd.docker.reference.type: attestation-manifest`) and entries whose declared media
-/// type is neither a manifest nor an index (artifacts).
-fn index_platforms(entries: Vec<RawEntry>) -> Vec<Platform> {
-    let mut out: Vec<Platform> = Vec::new();
+/// Σ `layers[].size` + `config.size`: what a node downloads for the image (foreign layers
+/// with `urls` included: they are downloaded too, from elsewhere).
+fn compressed_size(image: &OciImageManifest) -> Result<u64, PlatformError> {
+    let size = |d: &OciDescriptor| {
+        u64::try_from(d.size).map_err(|_| {
+            PlatformError::InvalidManifest(format!(
+                "negative size {} of {}",
+                d.size,
+                clip_echo(&d.digest)
+            ))
+        })
+    };
+    std::iter::once(&image.config)
+        .chain(&image.layers)
+        .try_fold(0u64, |sum, d| Ok(sum.saturating_add(size(d)?)))
+}
+
+/// Runnable entries' platforms, in order, without duplicates, with the digest of the first
+/// entry of each. Skipped: entries without a platform (or without os/architecture),
+/// BuildKit attestations (`unknown/unknown`, `vnd.docker.reference.type:
+/// attestation-manifest`) and entries whose media type is neither a manifest nor an index
+/// (artifacts).
+fn index_platforms(entries: Vec<ImageIndexEntry>) -> (Vec<Platform>, Vec<String>) {
+    let mut platforms: Vec<Platform> = Vec::new();
+    let mut digests: Vec<String> = Vec::new();
     // Linear in the number of entries: a registry controls this list (a 4 MB index holds
     // ~60k entries, and `out.contains` made that minutes of CPU).
     let mut seen: HashSet<Platform> = HashSet::new();
     for entry in entries {
-        let runnable_type = entry
-            .media_type
-            .as_deref()
-            .is_none_or(|mt| matches!(classify(mt), MediaClass::Index | MediaClass::Image));
-        let attestation = entry.annotations.as_ref().is_some_and(|a| {
-            a.get("vnd.docker.reference.type")
-                .is_some_and(|t| t == "attestation-manifest")
-        });
+        let runnable_type = matches!(
+            classify(&entry.media_type),
+            MediaClass::Index | MediaClass::Image
+        );
+        let attestation = entry
+            .annotations
+            .as_ref()
+            .is_some_and(|a: &BTreeMap<_, _>| {
+                a.get("vnd.docker.reference.type")
+                    .is_some_and(|t| t == "attestation-manifest")
+            });
         if !runnable_type || attestation {
             continue;
         }
-        let Some(platform) = entry.platform.and_then(RawPlatform::into_platform) else {
+        let Some(platform) = entry.platform.as_ref().and_then(platform_of) else {
             continue;
         };
         if platform.os.eq_ignore_ascii_case("unknown")
@@ -259,10 +287,15 @@ fn index_platforms(entries: Vec<RawEntry>) -> Vec<Platform> {
             continue;
         }
         if seen.insert(platform.clone()) {
-            out.push(platform);
+            platforms.push(platform);
+            digests.push(if validate_digest(&entry.digest).is_ok() {
+                entry.digest
+            } else {
+                String::new()
+            });
         }
     }
-    out
+    (platforms, digests)
 }
 
 /// OCI digest grammar (`algorithm:encoded`), with the registered algorithms' exact
@@ -322,8 +355,18 @@ pub fn platform_from_config(body: &[u8]) -> Result<Platform, PlatformError> {
             "expected a JSON object".to_owned(),
         ));
     }
-    let raw: RawPlatform = serde_json::from_value(doc).map_err(json_err)?;
-    raw.into_platform().ok_or(PlatformError::ConfigNoPlatform)
+    let raw: ConfigPlatform = serde_json::from_value(doc).map_err(json_err)?;
+    let os = raw.os.filter(|s| !s.is_empty());
+    let architecture = raw.architecture.filter(|s| !s.is_empty());
+    let (Some(os), Some(architecture)) = (os, architecture) else {
+        return Err(PlatformError::ConfigNoPlatform);
+    };
+    Ok(Platform {
+        os,
+        architecture,
+        variant: raw.variant.filter(|s| !s.is_empty()),
+        os_version: raw.os_version.filter(|s| !s.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -463,6 +506,18 @@ mod tests {
                 .iter()
                 .map(|s| Platform::parse(s).unwrap())
                 .collect(),
+            manifests: Vec::new(),
+        }
+    }
+
+    /// The kind without the entries' digests (tested on their own).
+    fn without_digests(kind: ManifestKind) -> ManifestKind {
+        match kind {
+            ManifestKind::Index { platforms, .. } => ManifestKind::Index {
+                platforms,
+                manifests: Vec::new(),
+            },
+            image => image,
         }
     }
 
@@ -481,6 +536,7 @@ mod tests {
         ManifestKind::Image {
             config_digest: "sha256:b5b2b2c507a0944348e0303114d8d93aaaa081732b86451d9bce1f432a537bc7".into(),
             config_media_type: MEDIA_OCI_CONFIG.into(),
+            size: 7023 + 32654,
         }
     )]
     #[case::docker_manifest(
@@ -489,6 +545,7 @@ mod tests {
         ManifestKind::Image {
             config_digest: "sha256:d2c94e258dcb3c5ac2798d32e1249e42ef01cba4841c2234249495f87264ac5a".into(),
             config_media_type: MEDIA_DOCKER_CONFIG.into(),
+            size: 1469 + 2479,
         }
     )]
     #[case::docker_manifest_by_shape(
@@ -497,12 +554,16 @@ mod tests {
         ManifestKind::Image {
             config_digest: "sha256:d2c94e258dcb3c5ac2798d32e1249e42ef01cba4841c2234249495f87264ac5a".into(),
             config_media_type: MEDIA_DOCKER_CONFIG.into(),
+            size: 1469 + 2479,
         }
     )]
     #[case::empty_index(Some(MEDIA_OCI_INDEX), r#"{"schemaVersion":2,"manifests":[]}"#, index(&[]))]
     #[case::index_by_shape(
         Some(""),
-        r#"{"manifests":[{"digest":"sha256:x","platform":{"os":"linux","architecture":"s390x"}},{"digest":"sha256:y"}]}"#,
+        r#"{"schemaVersion":2,"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:x","size":1,"platform":{"os":"linux","architecture":"s390x"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:y","size":1}
+        ]}"#,
         index(&["linux/s390x"])
     )]
     #[case::artifact_entries_skipped(
@@ -513,7 +574,7 @@ mod tests {
             {"mediaType":"application/vnd.dev.cosign.artifact.sig.v1+json","digest":"sha256:b","size":1,
              "platform":{"os":"linux","architecture":"amd64"}},
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:c","size":1,
-             "platform":{"os":"linux"}}
+             "platform":{"os":"linux","architecture":""}}
         ]}"#,
         index(&["linux/ppc64le"])
     )]
@@ -522,12 +583,15 @@ mod tests {
         #[case] body: &str,
         #[case] expected: ManifestKind,
     ) {
-        assert_eq!(parse_manifest(content_type, body.as_bytes()), Ok(expected));
+        assert_eq!(
+            parse_manifest(content_type, body.as_bytes()).map(without_digests),
+            Ok(expected)
+        );
     }
 
     #[test]
     fn docker_list_dedups_and_keeps_os_version() {
-        let ManifestKind::Index { platforms } =
+        let ManifestKind::Index { platforms, .. } =
             parse_manifest(Some(MEDIA_DOCKER_LIST), DOCKER_LIST.as_bytes()).unwrap()
         else {
             panic!("expected an index");
@@ -550,13 +614,16 @@ mod tests {
         let entries: Vec<String> = (0..60_000)
             .map(|i| {
                 format!(
-                    r#"{{"platform":{{"os":"linux","architecture":"a{}"}}}}"#,
+                    r#"{{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"sha256:{i:064x}","size":1,"platform":{{"os":"linux","architecture":"a{}"}}}}"#,
                     i % 50_000
                 )
             })
             .collect();
-        let body = format!(r#"{{"manifests":[{}]}}"#, entries.join(","));
-        let ManifestKind::Index { platforms } = parse_manifest(None, body.as_bytes()).unwrap()
+        let body = format!(
+            r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        let ManifestKind::Index { platforms, .. } = parse_manifest(None, body.as_bytes()).unwrap()
         else {
             panic!("expected an index");
         };
@@ -623,12 +690,12 @@ mod tests {
     )]
     #[case::path_digest(
         Some(MEDIA_OCI_MANIFEST),
-        r#"{"config":{"digest":"sha256:../../../v2/_catalog"}}"#,
+        r#"{"schemaVersion":2,"config":{"mediaType":"x","size":1,"digest":"sha256:../../../v2/_catalog"},"layers":[]}"#,
         "invalid manifest"
     )]
     #[case::short_digest(
         Some(MEDIA_OCI_MANIFEST),
-        r#"{"config":{"digest":"sha256:abc"}}"#,
+        r#"{"schemaVersion":2,"config":{"mediaType":"x","size":1,"digest":"sha256:abc"},"layers":[]}"#,
         "invalid manifest"
     )]
     #[case::wrong_types(
@@ -710,5 +777,101 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(expected), "{err}");
+    }
+
+    #[test]
+    fn index_entries_keep_the_digest_of_the_first_entry_per_platform() {
+        let ManifestKind::Index {
+            platforms,
+            manifests,
+        } = parse_manifest(Some(MEDIA_DOCKER_LIST), DOCKER_LIST.as_bytes()).unwrap()
+        else {
+            panic!("expected an index");
+        };
+        assert_eq!(platforms.len(), 3);
+        assert_eq!(
+            manifests,
+            [
+                "sha256:3e0f7e8e4b9e6b5f2d6e4e42b9e9eaf7b5e8d2b4b3e4b4d5e6f70718293a4b5c",
+                "sha256:4f1f8f9f5cae7c6a3e7f5f53cafafb08c6f9e3c5c4f5c5e6f70718293a4b5c6d",
+                "sha256:6b3bab1b7ec09e8c5a9b7b75ecbcbd2ae8b1a5e7e6b7e7a80718293a4b5c6d7e",
+            ]
+        );
+        // A digest that could not go into a URL is never fetched.
+        let body = r#"{"schemaVersion":2,"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../v2/_catalog","size":1,
+             "platform":{"os":"linux","architecture":"amd64","os.features":["win32k"],"features":["sse4"]}}
+        ]}"#;
+        let ManifestKind::Index {
+            platforms,
+            manifests,
+        } = parse_manifest(None, body.as_bytes()).unwrap()
+        else {
+            panic!("expected an index");
+        };
+        assert_eq!(platforms, [Platform::parse("linux/amd64").unwrap()]);
+        assert_eq!(manifests, [""]);
+    }
+
+    #[rstest]
+    #[case::entry_without_size(
+        r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:a","platform":{"os":"linux","architecture":"amd64"}}]}"#,
+        "missing field `size`"
+    )]
+    #[case::entry_without_media_type(
+        r#"{"schemaVersion":2,"manifests":[{"digest":"sha256:a","size":1}]}"#,
+        "missing field `mediaType`"
+    )]
+    #[case::platform_without_architecture(
+        r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:a","size":1,"platform":{"os":"linux"}}]}"#,
+        "missing field `architecture`"
+    )]
+    #[case::no_schema_version(r#"{"manifests":[]}"#, "missing field `schemaVersion`")]
+    fn oci_client_names_the_missing_field(#[case] body: &str, #[case] field: &str) {
+        let err = parse_manifest(Some(MEDIA_OCI_INDEX), body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid manifest: ") && err.contains(field),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sizes_are_config_plus_layers_and_never_negative() {
+        let manifest = |config: i64, layers: &[i64]| {
+            let layers: Vec<String> = layers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:{i:064x}","size":{s}}}"#)
+                })
+                .collect();
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"{MEDIA_OCI_CONFIG}","digest":"sha256:{:064x}","size":{config}}},"layers":[{}]}}"#,
+                99,
+                layers.join(",")
+            )
+        };
+        let size = |body: String| match parse_manifest(Some(MEDIA_OCI_MANIFEST), body.as_bytes()) {
+            Ok(ManifestKind::Image { size, .. }) => Ok(size),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(size(manifest(1_000, &[])), Ok(1_000));
+        assert_eq!(
+            size(manifest(1_469, &[3 << 30, 1 << 30, 12])),
+            Ok(1_469 + (4 << 30) + 12)
+        );
+        assert_eq!(
+            size(manifest(1, &[i64::MAX, i64::MAX])),
+            Ok(u64::MAX),
+            "saturates"
+        );
+        let err = size(manifest(1, &[5, -3])).unwrap_err();
+        assert!(
+            err.starts_with("invalid manifest: negative size -3"),
+            "{err}"
+        );
     }
 }

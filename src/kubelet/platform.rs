@@ -193,6 +193,80 @@ pub fn satisfied<'a>(wanted: &'a [Platform], available: &[Platform]) -> Vec<&'a 
         .collect()
 }
 
+/// The entry of `available` a node of platform `wanted` pulls: containerd's ordered
+/// matcher (`platforms.Only(wanted)`, whose `Less` prefers the platform vector's earlier
+/// entries) sorts the matching entries stably and takes the first. `None` when none
+/// matches.
+pub fn best_match(wanted: &Platform, available: &[Platform]) -> Option<usize> {
+    let w = wanted.normalize();
+    available
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let a = a.normalize();
+            if a.os != w.os {
+                return None;
+            }
+            vector_rank(&w.architecture, variant_of(&w), &a).map(|rank| (rank, i))
+        })
+        .min()
+        .map(|(_, i)| i)
+}
+
+/// The position of `a` (normalized, same OS) in containerd's `platformVector` for
+/// `arch/variant`, computed like [`vector_matches`] decides membership.
+fn vector_rank(arch: &str, variant: &str, a: &Platform) -> Option<u64> {
+    let own = Platform::new("", arch, Some(variant)).normalize();
+    if own.architecture == a.architecture && own.variant == a.variant {
+        return Some(0);
+    }
+    let v_number = |v: &str| v.strip_prefix('v').and_then(|d| d.parse::<i64>().ok());
+    match arch {
+        "amd64" => {
+            let n = go_atoi(trim_v(variant)).filter(|&n| n > 1);
+            if let Some(n) = n {
+                if a.architecture == "amd64" {
+                    let k = match a.variant.as_deref() {
+                        None => Some(1),
+                        Some(v) if in_v_range(v, 1, n - 1) => v_number(v),
+                        Some(_) => None,
+                    };
+                    if let Some(k) = k {
+                        return u64::try_from(n - k).ok();
+                    }
+                }
+            }
+            (a.architecture == "386" && a.variant.is_none())
+                .then(|| u64::try_from(n.unwrap_or(1)).unwrap_or(u64::MAX))
+        }
+        "arm" => {
+            let n = go_atoi(trim_v(variant)).filter(|&n| n > 5)?;
+            let v = a.variant.as_deref().filter(|v| in_v_range(v, 5, n - 1))?;
+            (a.architecture == "arm")
+                .then(|| u64::try_from(n - v_number(v)?).ok())
+                .flatten()
+        }
+        "arm64" => {
+            let variant = if variant.is_empty() { "v8" } else { variant };
+            let lower = arm64_lower_variants(variant);
+            if a.architecture == "arm64" {
+                if let Some(at) = lower.iter().position(|v| {
+                    Platform::new("", "arm64", Some(v)).normalize().variant == a.variant
+                }) {
+                    return Some(at as u64 + 1);
+                }
+            }
+            let arm_variant = if variant.starts_with("v8.") || variant.starts_with("v9.") {
+                "v8"
+            } else {
+                variant
+            };
+            vector_rank("arm", arm_variant, a).map(|r| r + lower.len() as u64 + 1)
+        }
+        _ => None,
+    }
+}
+
 fn variant_of(p: &Platform) -> &str {
     p.variant.as_deref().unwrap_or_default()
 }
@@ -522,5 +596,68 @@ mod tests {
             r#"{"os":"windows","architecture":"amd64","os.version":"10.0.20348.2113"}"#
         );
         assert_eq!(serde_json::from_str::<Platform>(&json).unwrap(), win);
+    }
+
+    #[test]
+    fn best_match_prefers_the_platform_vector_order() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        let available = [
+            p("linux/arm/v6"),
+            p("linux/arm/v7"),
+            p("linux/386"),
+            p("linux/amd64"),
+        ];
+        assert_eq!(
+            best_match(&p("linux/arm64"), &available),
+            Some(1),
+            "arm/v7 before arm/v6"
+        );
+        assert_eq!(
+            best_match(&p("linux/amd64"), &available),
+            Some(3),
+            "exact before 386"
+        );
+        assert_eq!(best_match(&p("linux/amd64/v3"), &available), Some(3));
+        assert_eq!(
+            best_match(&p("linux/amd64/v3"), &available[..3]),
+            Some(2),
+            "386 last"
+        );
+        assert_eq!(best_match(&p("windows/amd64"), &available), None);
+        let twice = [p("linux/amd64"), p("linux/amd64")];
+        assert_eq!(
+            best_match(&p("linux/amd64"), &twice),
+            Some(0),
+            "document order among equals"
+        );
+    }
+
+    #[test]
+    fn best_match_agrees_with_matches() {
+        let all = [
+            "linux/amd64",
+            "linux/amd64/v2",
+            "linux/amd64/v3",
+            "linux/386",
+            "linux/arm64",
+            "linux/arm64/v8.2",
+            "linux/arm64/v9.1",
+            "linux/arm/v5",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "linux/arm/v8",
+            "linux/riscv64",
+            "windows/amd64",
+        ];
+        let platforms: Vec<Platform> = all.iter().map(|s| Platform::parse(s).unwrap()).collect();
+        for w in &platforms {
+            for a in &platforms {
+                assert_eq!(
+                    best_match(w, std::slice::from_ref(a)).is_some(),
+                    matches(w, a),
+                    "{w} / {a}"
+                );
+            }
+        }
     }
 }

@@ -5,6 +5,10 @@
 //!
 //! Entries are keyed by canonical reference *and* credential identity: an answer obtained
 //! with one tenant's credentials is never served to a caller with other credentials.
+//!
+//! A tag whose fresh answer names another digest than the last good one has moved: the
+//! previous digest is kept with the answers (for as long as the last good answer, at most
+//! `staleTtl`), and every lookup of the tag says so ([`Lookup::moved`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,6 +64,7 @@ enum Answer {
 struct Entry {
     answer: Answer,
     expires: Instant,
+    moved: Option<Moved>,
 }
 
 impl Entry {
@@ -71,8 +76,26 @@ impl Entry {
         Entry {
             answer,
             expires: instant_after(ttl),
+            moved: None,
         }
     }
+}
+
+/// A tag seen at another digest before the current one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// The digest the tag pointed to before.
+    pub previous: String,
+    /// When the previous digest was last answered.
+    pub seen: Instant,
+}
+
+/// The last good answer for a key, and what the tag pointed to before it.
+#[derive(Clone)]
+struct LastGood {
+    resolved: Resolved,
+    at: Instant,
+    moved: Option<Moved>,
 }
 
 struct EntryExpiry;
@@ -99,12 +122,14 @@ pub struct Lookup {
     /// Until when the cache gives this same answer (`None` for a transient error: never
     /// cached, the next lookup asks again).
     pub valid_until: Option<Instant>,
+    /// The tag answered another digest before this one (within `staleTtl`).
+    pub moved: Option<Moved>,
 }
 
 pub struct CachedRegistry {
     inner: Arc<dyn Registry>,
     results: Cache<Key, Entry>,
-    last_good: Cache<Key, (Resolved, Instant)>,
+    last_good: Cache<Key, LastGood>,
     metrics: Arc<Metrics>,
     capacity: u64,
     positive_ttl: Duration,
@@ -161,7 +186,18 @@ impl CachedRegistry {
                     Err(e) if e.is_definite() => Answer::Bad(e),
                     Err(e) => return Err(e),
                 };
-                Ok(Entry::new(answer, self.positive_ttl, self.negative_ttl))
+                let mut entry = Entry::new(answer, self.positive_ttl, self.negative_ttl);
+                if let (Answer::Good(r), None) = (&entry.answer, image.digest()) {
+                    entry.moved = match self.last_good.get(&key).await {
+                        Some(before) if before.resolved.digest != r.digest => Some(Moved {
+                            previous: before.resolved.digest,
+                            seen: before.at,
+                        }),
+                        Some(before) => before.moved,
+                        None => None,
+                    };
+                }
+                Ok(entry)
             })
             .await;
         let ran = ran.load(Ordering::Relaxed);
@@ -170,16 +206,19 @@ impl CachedRegistry {
         match outcome {
             Ok(entry) => {
                 if let (true, Answer::Good(r)) = (ran, &entry.answer) {
-                    self.last_good
-                        .insert(key, (r.clone(), Instant::now()))
-                        .await;
+                    let last = LastGood {
+                        resolved: r.clone(),
+                        at: Instant::now(),
+                        moved: entry.moved.clone(),
+                    };
+                    self.last_good.insert(key, last).await;
                 }
                 Self::from_entry(entry)
             }
             Err(err) => {
-                let stale = self.last_good.get(&key).await.map(|(resolved, at)| Stale {
-                    resolved,
-                    age: at.elapsed(),
+                let stale = self.last_good.get(&key).await.map(|last| Stale {
+                    resolved: last.resolved,
+                    age: last.at.elapsed(),
                 });
                 if stale.is_some() {
                     self.metrics.cache_event("result", "stale");
@@ -188,6 +227,7 @@ impl CachedRegistry {
                     result: Err((*err).clone()),
                     stale,
                     valid_until: None,
+                    moved: None,
                 }
             }
         }
@@ -201,7 +241,19 @@ impl CachedRegistry {
             },
             stale: None,
             valid_until: Some(entry.expires),
+            moved: entry.moved,
         }
+    }
+
+    /// The compressed size of a platform manifest of `image` (see [`Registry::image_size`]);
+    /// kept by the registry, content-addressed.
+    pub async fn image_size(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+        digest: &str,
+    ) -> Result<Option<u64>, RegistryError> {
+        self.inner.image_size(image, credential, digest).await
     }
 
     /// Entries currently cached (approximate; moka counts lazily).
@@ -268,6 +320,7 @@ pub(crate) mod scripted {
             platforms: Arc::new(ImagePlatforms {
                 is_index: false,
                 platforms: vec![Platform::new("linux", "amd64", None)],
+                ..ImagePlatforms::default()
             }),
         })
     }
@@ -363,6 +416,38 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(c.lookup(&image(), None).await.result.is_ok());
         assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_tag_answering_another_digest_has_moved_and_says_so_until_stale_ttl() {
+        let inner = Scripted::new(
+            vec![
+                good("sha256:a"),
+                good("sha256:a"),
+                good("sha256:b"),
+                good("sha256:b"),
+            ],
+            Duration::ZERO,
+        );
+        let config = CacheConfig {
+            positive_ttl: Duration::from_millis(1),
+            ..CacheConfig::default()
+        };
+        let c = cache(inner.clone(), config);
+        let lookup = || async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            c.lookup(&image(), None).await
+        };
+        assert_eq!(lookup().await.moved, None, "first answer");
+        assert_eq!(lookup().await.moved, None, "same digest");
+        let moved = lookup().await.moved.expect("a then b");
+        assert_eq!(moved.previous, "sha256:a");
+        let again = lookup().await;
+        assert_eq!(again.moved, Some(moved), "still said on the next answer");
+        // A digest reference never moves.
+        let pinned = ImageRef::parse(&format!("r.example/x@sha256:{}", "c".repeat(64))).unwrap();
+        assert_eq!(c.lookup(&pinned, None).await.moved, None);
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 5);
     }
 
     #[tokio::test]

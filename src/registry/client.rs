@@ -15,6 +15,7 @@ use super::auth::{self, Auth, Challenge, Token, TokenExpiry};
 use super::error::{AuthProblem, RegistryError, Unreachable};
 use super::http::{read_limited, TransportConfig};
 use super::names::TrackedHosts;
+use super::ratelimit::{self, BudgetKey, Budgets};
 use super::redirect::{self, Answer, Outbound};
 
 use crate::kubelet::credentials::Credential;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub hosts: Arc<TrackedHosts>,
     pub metrics: Arc<Metrics>,
     pub max_tag_pages: usize,
+    /// Rate-limit budgets the registries report, per registry and identity.
+    pub budgets: Arc<Budgets>,
 }
 
 /// Bytes counted for one cached item besides its strings: moka's entry, the key's and the
@@ -77,7 +80,9 @@ impl Shared {
         challenge_bytes: u64,
     ) -> Self {
         let weight = |n: usize| u32::try_from(n + ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+        let budgets = Arc::new(Budgets::new(Arc::clone(&hosts), Arc::clone(&metrics)));
         Self {
+            budgets,
             transport,
             challenges: Cache::builder()
                 .max_capacity(challenge_bytes)
@@ -239,6 +244,7 @@ impl RegistryClient {
                 .inspect_err(|err| self.count(&self.api_host, request, Self::outcome_of(err)))?;
             let status = answer.response.status();
             self.count(&self.api_host, request, status_label(status));
+            self.record_budget(&answer);
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 if let Auth::Bearer { fresh: false, .. } = auth {
                     self.shared
@@ -251,6 +257,20 @@ impl RegistryClient {
             return Ok((answer, auth));
         }
         unreachable_retry(&self.api_host)
+    }
+
+    /// Keeps the rate-limit budget the registry reports (on any answer, HEAD included;
+    /// a storage host's answer after a redirect is not the registry's).
+    fn record_budget(&self, answer: &Answer) {
+        if answer.redirected_from.is_some() {
+            return;
+        }
+        if let Some(rate) = ratelimit::parse(answer.response.headers()) {
+            self.shared.budgets.record(
+                BudgetKey::new(&self.api_host, self.credential.as_ref()),
+                rate,
+            );
+        }
     }
 
     /// Maps a non-success status to its class.
@@ -286,10 +306,15 @@ impl RegistryClient {
                 repository: repository.to_string(),
                 detail: String::new(),
             },
-            StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
-                registry: self.api_host.clone(),
-                retry_after: retry_after(headers),
-            },
+            StatusCode::TOO_MANY_REQUESTS => {
+                let rate = ratelimit::parse(headers);
+                RegistryError::RateLimited {
+                    registry: self.api_host.clone(),
+                    retry_after: retry_after(headers).or(rate.and_then(|r| r.reset)),
+                    limit: rate.and_then(|r| r.limit),
+                    window: rate.and_then(|r| r.window),
+                }
+            }
             s => RegistryError::Unavailable {
                 host: self.api_host.clone(),
                 cause: Unreachable::Status(s.as_u16()),

@@ -1,6 +1,6 @@
 //! On-disk cache for `pullcheck check --cache-dir`: good resolutions (reused for the
-//! positive TTL) and digest platforms (content-addressed: kept), so repeated CI runs do not
-//! ask the registries again. Only good answers are stored: a failure is always re-checked.
+//! positive TTL), digest platforms and platform-manifest sizes (content-addressed: kept),
+//! so repeated CI runs do not ask the registries again. Only good answers are stored: a failure is always re-checked.
 //!
 //! Entries are keyed by a keyed hash of canonical reference and credentials (the key is a
 //! random secret in the cache directory, mode 0600): the file never holds credentials or
@@ -23,7 +23,9 @@ use crate::registry::{ImagePlatforms, Registry, RegistryError, Resolved};
 
 const FILE: &str = "pullcheck-cache.json";
 const KEY_FILE: &str = "pullcheck-cache.key";
-const VERSION: u32 = 1;
+/// 2: platforms carry their entries' manifest digests and sizes (version 1 files are
+/// dropped once: their indexes would never learn sizes).
+const VERSION: u32 = 2;
 /// Most results kept; the oldest go first.
 const MAX_RESULTS: usize = 100_000;
 /// Largest cache file read (100,000 results and their platforms fit many times over).
@@ -36,6 +38,9 @@ struct State {
     results: BTreeMap<String, (String, u64)>,
     /// digest → platforms
     platforms: BTreeMap<String, ImagePlatforms>,
+    /// platform manifest digest → compressed size (`None`: not one image)
+    #[serde(default)]
+    sizes: BTreeMap<String, Option<u64>>,
 }
 
 /// A [`Registry`] that answers from the disk first.
@@ -190,6 +195,27 @@ impl Registry for DiskCache {
         }
         Ok(resolved)
     }
+
+    async fn image_size(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+        digest: &str,
+    ) -> Result<Option<u64>, RegistryError> {
+        let known = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|s| s.sizes.get(digest).copied());
+        if let Some(size) = known {
+            return Ok(size);
+        }
+        let size = self.inner.image_size(image, credential, digest).await?;
+        if let Ok(mut s) = self.state.lock() {
+            s.sizes.insert(digest.to_owned(), size);
+        }
+        Ok(size)
+    }
 }
 
 #[cfg(test)]
@@ -213,9 +239,42 @@ mod tests {
                 platforms: Arc::new(ImagePlatforms {
                     is_index: false,
                     platforms: vec![Platform::new("linux", "amd64", None)],
+                    ..ImagePlatforms::default()
                 }),
             })
         }
+
+        async fn image_size(
+            &self,
+            _: &ImageRef,
+            _: Option<&Credential>,
+            digest: &str,
+        ) -> Result<Option<u64>, RegistryError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Some(digest.len() as u64))
+        }
+    }
+
+    #[tokio::test]
+    async fn sizes_are_kept_on_disk_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = ImageRef::parse("r.example/a:1").unwrap();
+        let digest = format!("sha256:{}", "2".repeat(64));
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let c = DiskCache::open(dir.path(), inner.clone(), Duration::from_secs(300)).unwrap();
+        assert_eq!(c.image_size(&img, None, &digest).await, Ok(Some(71)));
+        c.save().unwrap();
+        let c2 = DiskCache::open(dir.path(), inner.clone(), Duration::from_secs(300)).unwrap();
+        let alice = Credential::new("alice", "pw");
+        assert_eq!(
+            c2.image_size(&img, Some(&alice), &digest).await,
+            Ok(Some(71))
+        );
+        assert_eq!(
+            inner.0.load(Ordering::SeqCst),
+            1,
+            "content-addressed: asked once"
+        );
     }
 
     #[tokio::test]

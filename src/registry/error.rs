@@ -84,10 +84,18 @@ pub enum RegistryError {
         repository: String,
         detail: String,
     },
-    #[error("{registry} is rate limiting requests (429){}", retry_suffix(*retry_after))]
+    #[error(
+        "{registry} is rate limiting requests (429){}",
+        rate_limit_suffix(*limit, *window, *retry_after)
+    )]
     RateLimited {
         registry: String,
+        /// `Retry-After`, else the reset its rate-limit headers say.
         retry_after: Option<Duration>,
+        /// The quota of the window, when its rate-limit headers say it.
+        limit: Option<u64>,
+        /// The window's length, when said (Docker Hub: 6h, rolling).
+        window: Option<Duration>,
     },
     #[error("{}", unreachable_message(host, cause, detail))]
     Unavailable {
@@ -193,11 +201,25 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
-fn retry_suffix(retry_after: Option<Duration>) -> String {
-    match retry_after {
-        Some(d) => format!(", retry after {}", human_duration(d)),
-        None => String::new(),
-    }
+/// `: limit 100 per 6h, resets within 6h (rolling window)`, `, retry after 30s`: the
+/// window and when it resets, as far as the registry said.
+fn rate_limit_suffix(
+    limit: Option<u64>,
+    window: Option<Duration>,
+    retry_after: Option<Duration>,
+) -> String {
+    let quota = match (limit, window) {
+        (Some(l), Some(w)) => format!(": limit {l} per {}", human_duration(w)),
+        (Some(l), None) => format!(": limit {l}"),
+        (None, Some(w)) => format!(": {} window", human_duration(w)),
+        (None, None) => String::new(),
+    };
+    let reset = match (retry_after, window) {
+        (Some(d), _) => format!(", retry after {}", human_duration(d)),
+        (None, Some(w)) => format!(", resets within {} (rolling window)", human_duration(w)),
+        (None, None) => String::new(),
+    };
+    format!("{quota}{reset}")
 }
 
 #[cfg(test)]
@@ -224,6 +246,41 @@ mod tests {
             host: "r:5000".into(),
             after: Duration::from_secs(3),
             limit,
+        };
+        assert_eq!(e.to_string(), want);
+    }
+
+    #[rstest]
+    #[case(
+        None,
+        None,
+        Some(30),
+        "r is rate limiting requests (429), retry after 30s"
+    )]
+    #[case(
+        Some(100),
+        Some(21_600),
+        None,
+        "r is rate limiting requests (429): limit 100 per 6h, resets within 6h (rolling window)"
+    )]
+    #[case(
+        Some(100),
+        Some(60),
+        Some(20),
+        "r is rate limiting requests (429): limit 100 per 1m, retry after 20s"
+    )]
+    #[case(None, None, None, "r is rate limiting requests (429)")]
+    fn a_429_says_the_window_and_when_it_resets(
+        #[case] limit: Option<u64>,
+        #[case] window: Option<u64>,
+        #[case] retry: Option<u64>,
+        #[case] want: &str,
+    ) {
+        let e = RegistryError::RateLimited {
+            registry: "r".into(),
+            retry_after: retry.map(Duration::from_secs),
+            limit,
+            window: window.map(Duration::from_secs),
         };
         assert_eq!(e.to_string(), want);
     }

@@ -5,7 +5,8 @@
 //! [`client::RegistryClient`] per registry and credential set: `auth` and `token` for its
 //! authorization, `redirect` for the redirects it follows, `http` for transport and the
 //! outbound host policy, `hosts` and `names` for which hosts it may contact and track,
-//! `tags` for suggestions), tests use doubles. In front of it: [`cache::CachedRegistry`]
+//! `tags` for suggestions, `ratelimit` for the budgets registries report), tests use
+//! doubles. In front of it: [`cache::CachedRegistry`]
 //! (results in memory, coalesced, with the last good answer) and, for CI,
 //! [`disk::DiskCache`] (good results on disk between runs). [`error::RegistryError`] says
 //! what went wrong, naming the host; the engine turns it into a finding.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod names;
+pub mod ratelimit;
 pub mod redirect;
 pub mod tags;
 mod token;
@@ -54,13 +56,20 @@ pub struct Resolved {
 }
 
 /// The platforms behind a digest; content-addressed, so cached for good.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImagePlatforms {
     /// `true` for an index / manifest list (the kubelet picks an entry by platform and fails
     /// the pull when none matches); `false` for a single manifest (pulled whatever its
     /// platform; a wrong one fails at start with `exec format error`).
     pub is_index: bool,
     pub platforms: Vec<Platform>,
+    /// An index: the manifest digest of each of `platforms` (empty when it cannot be
+    /// fetched), whose size [`Registry::image_size`] tells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<String>,
+    /// A single manifest: its compressed size (config + layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Resolves images; the real implementation is [`Distribution`].
@@ -73,6 +82,19 @@ pub trait Registry: Send + Sync {
         image: &ImageRef,
         credential: Option<&Credential>,
     ) -> Result<Resolved, RegistryError>;
+
+    /// The compressed size (config + layers) of the image manifest `digest` (an entry of
+    /// an index `resolve` answered) in `image`'s repository: one manifest GET per digest,
+    /// then kept (content-addressed). `Ok(None)` when this registry cannot tell.
+    async fn image_size(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+        digest: &str,
+    ) -> Result<Option<u64>, RegistryError> {
+        let _ = (image, credential, digest);
+        Ok(None)
+    }
 }
 
 /// Settings for one registry, by the domain users write in image references
@@ -111,7 +133,8 @@ pub struct RegistryConfig {
     /// Registries with their own metric label and pooled connections, besides the
     /// configured ones (see [`names`]).
     pub tracked_registries: usize,
-    /// Most platform entries remembered for digests (an index with 12 platforms counts 12).
+    /// Most platform entries remembered for digests (an index with 12 platforms counts 12,
+    /// a platform manifest's size 1).
     pub platform_cache_entries: u64,
     pub user_agent: String,
 }
@@ -146,14 +169,25 @@ impl RegistryConfig {
     }
 }
 
+/// What the content-addressed cache keeps for a digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Content {
+    /// Its platforms (and a single manifest's size).
+    Platforms(String),
+    /// The size of a platform manifest of an index (kept as an `ImagePlatforms` with only
+    /// `size`, so both share one budget).
+    Size(String),
+}
+
 /// The distribution API over HTTP.
 pub struct Distribution {
     config: Arc<RegistryConfig>,
     http: HttpClients,
     shared: Arc<Shared>,
-    /// Digest → platforms. Content-addressed and verified, so shared by every tenant;
-    /// weighed by platform entries (a hostile index may list thousands).
-    platforms: Cache<String, Arc<ImagePlatforms>>,
+    /// Digest → platforms, digest → size. Content-addressed and verified, so shared by
+    /// every tenant; weighed by platform entries (a hostile index may list thousands), a
+    /// size by one.
+    platforms: Cache<Content, Arc<ImagePlatforms>>,
 }
 
 impl Distribution {
@@ -196,6 +230,11 @@ impl Distribution {
         &self.config
     }
 
+    /// The rate-limit budgets the registries report.
+    pub fn budgets(&self) -> Arc<ratelimit::Budgets> {
+        Arc::clone(&self.shared.budgets)
+    }
+
     /// Remembers platforms of digests known from elsewhere (the CI disk cache), so their
     /// manifests are not fetched again.
     pub async fn preload_platforms(
@@ -203,7 +242,9 @@ impl Distribution {
         known: impl IntoIterator<Item = (String, Arc<ImagePlatforms>)>,
     ) {
         for (digest, platforms) in known {
-            self.platforms.insert(digest, platforms).await;
+            self.platforms
+                .insert(Content::Platforms(digest), platforms)
+                .await;
         }
     }
 
@@ -279,11 +320,20 @@ impl Distribution {
         match manifest::parse_manifest(content_type.as_deref(), &body)
             .map_err(|e| invalid(e.to_string()))?
         {
-            ManifestKind::Index { platforms } => Ok(ImagePlatforms {
+            ManifestKind::Index {
+                platforms,
+                manifests,
+            } => Ok(ImagePlatforms {
                 is_index: true,
                 platforms,
+                manifests,
+                size: None,
             }),
-            ManifestKind::Image { config_digest, .. } => {
+            ManifestKind::Image {
+                config_digest,
+                size,
+                ..
+            } => {
                 let config = client
                     .get_blob(repository, &config_digest, CONFIG_LIMIT)
                     .await?;
@@ -292,6 +342,8 @@ impl Distribution {
                 Ok(ImagePlatforms {
                     is_index: false,
                     platforms: vec![p],
+                    manifests: Vec::new(),
+                    size: Some(size),
                 })
             }
         }
@@ -348,7 +400,8 @@ impl Registry for Distribution {
             });
         }
         let metrics = &self.shared.metrics;
-        let platforms = match self.platforms.get(&digest).await {
+        let key = Content::Platforms(digest.clone());
+        let platforms = match self.platforms.get(&key).await {
             Some(p) => {
                 metrics.cache_event("platforms", "hit");
                 p
@@ -356,7 +409,7 @@ impl Registry for Distribution {
             None => {
                 metrics.cache_event("platforms", "miss");
                 self.platforms
-                    .try_get_with(digest.clone(), async {
+                    .try_get_with(key, async {
                         self.fetch_platforms(&client, repository, &digest)
                             .await
                             .map(Arc::new)
@@ -366,6 +419,55 @@ impl Registry for Distribution {
             }
         };
         Ok(Resolved { digest, platforms })
+    }
+
+    async fn image_size(
+        &self,
+        image: &ImageRef,
+        credential: Option<&Credential>,
+        digest: &str,
+    ) -> Result<Option<u64>, RegistryError> {
+        let metrics = &self.shared.metrics;
+        // A manifest resolved by its own digest knows its size already.
+        let known = match self.platforms.get(&Content::Size(digest.to_owned())).await {
+            Some(p) => Some(p),
+            None => self
+                .platforms
+                .get(&Content::Platforms(digest.to_owned()))
+                .await
+                .filter(|p| !p.is_index),
+        };
+        if let Some(p) = known {
+            metrics.cache_event("sizes", "hit");
+            return Ok(p.size);
+        }
+        metrics.cache_event("sizes", "miss");
+        let client = self.client(image, credential)?;
+        let repository = image.path();
+        let sized = self
+            .platforms
+            .try_get_with(Content::Size(digest.to_owned()), async {
+                let (content_type, body) = client.get_manifest(repository, digest).await?;
+                let size = match manifest::parse_manifest(content_type.as_deref(), &body) {
+                    Ok(ManifestKind::Image { size, .. }) => Some(size),
+                    // An index in an index: containerd walks on; its size is not one image's.
+                    Ok(ManifestKind::Index { .. }) => None,
+                    Err(e) => {
+                        return Err(RegistryError::Unavailable {
+                            host: String::new(),
+                            cause: Unreachable::InvalidResponse,
+                            detail: e.to_string(),
+                        })
+                    }
+                };
+                Ok(Arc::new(ImagePlatforms {
+                    size,
+                    ..ImagePlatforms::default()
+                }))
+            })
+            .await
+            .map_err(|e| with_host((*e).clone(), image.registry_host()))?;
+        Ok(sized.size)
     }
 }
 

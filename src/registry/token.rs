@@ -143,10 +143,15 @@ impl RegistryClient {
                     AuthProblem::NoCredentials
                 },
             }),
-            StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
-                registry: realm_host,
-                retry_after: retry_after(resp.headers()),
-            }),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let rate = super::ratelimit::parse(resp.headers());
+                Err(RegistryError::RateLimited {
+                    registry: realm_host,
+                    retry_after: retry_after(resp.headers()).or(rate.and_then(|r| r.reset)),
+                    limit: rate.and_then(|r| r.limit),
+                    window: rate.and_then(|r| r.window),
+                })
+            }
             s => Err(self.token_service_error(RegistryError::Unavailable {
                 host: answered_by,
                 cause: Unreachable::Status(s.as_u16()),

@@ -219,6 +219,7 @@ mod tests {
                 platforms: Arc::new(ImagePlatforms {
                     is_index: true,
                     platforms: vec![Platform::new("linux", "amd64", None)],
+                    ..ImagePlatforms::default()
                 }),
             })
         }

@@ -339,7 +339,7 @@ pub fn platform(data: &[u8]) {
     let mut found: Vec<Platform> = Vec::new();
     for ct in CONTENT_TYPES {
         match manifest::parse_manifest(*ct, data) {
-            Ok(manifest::ManifestKind::Index { platforms }) => found.extend(platforms),
+            Ok(manifest::ManifestKind::Index { platforms, .. }) => found.extend(platforms),
             Ok(manifest::ManifestKind::Image { .. }) => {}
             Err(e) => bounded("parse_manifest", &e.to_string()),
         }
