@@ -22,8 +22,9 @@ use super::report::{Report, Writer};
 use crate::cluster::{Cluster, InMemoryCluster};
 use crate::config::assemble::{self, ClusterWiring, Wiring};
 use crate::config::{CheckArgs, CheckConfig, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
+use crate::engine::advisor::Advisor;
 use crate::engine::{Context, Engine, Evaluation, Subject};
-use crate::kubelet::workload::{self, WorkloadKind};
+use crate::kubelet::workload::{self, ImageSlot, ImageUse, WorkloadKind};
 use crate::metrics::Metrics;
 
 /// `pullcheck check [PATH|-]… [--image REF]…`.
@@ -92,12 +93,28 @@ pub async fn run_check(
                 settings.concurrency,
             )
             .await;
+        let advisor = Advisor {
+            settings: &settings.advice,
+            actions: &settings.actions,
+            budgets: engine.checker.budgets(),
+        };
         // In the order given; an exempt image is said to be, as the webhook skips it.
         for image in &args.images {
             if engine.exempt_image(image) {
                 writer.exempt_image(image);
             } else if let Some(r) = results.iter().find(|r| &r.image == image) {
-                writer.image(r, settings.default_mode, &settings.actions);
+                let mut advice = Vec::new();
+                if r.finding.is_none() {
+                    // No Pod: no place, and the pull policy the API server would default.
+                    let u = ImageUse {
+                        slot: ImageSlot::Container,
+                        name: String::new(),
+                        image: r.image.clone(),
+                        pull_policy: None,
+                    };
+                    advisor.advise(&u, r, &mut advice);
+                }
+                writer.image(r, &advice, settings.default_mode, &settings.actions);
             }
         }
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::manifests::{Document, InputError};
 use crate::config::Format;
 use crate::engine::policy::action;
-use crate::engine::{place, Action, Actions, Evaluation, ImageCheck, Located, Mode};
+use crate::engine::{place, Action, Actions, Advice, Evaluation, ImageCheck, Located, Mode};
 use crate::text::{clip, FIELD_LIMIT, MESSAGE_LIMIT};
 
 /// One object and what its evaluation found.
@@ -52,6 +52,7 @@ struct Object {
 /// One line of `check`'s output, in the JSON schema: every key is always present (`null`
 /// or `[]` when it does not apply). `verdict` tells the kind: `ok` or a finding class (an
 /// image, or with `image: null` a finding about the object, e.g. a broken pull secret),
+/// an advice class (`latest_tag`, `giant_image`, …: an image that pulls but is fragile),
 /// `note` (an advisory), `skipped` (an object or image not checked, and why),
 /// `input_error`, `input_warning`.
 #[derive(Serialize)]
@@ -136,6 +137,16 @@ impl Line {
             l.message = Some(sentence(&f.sentence()));
             l.hint = f.finding.hint.as_deref().map(sentence);
         }
+        l
+    }
+
+    /// A piece of advice on an image, with what the policy makes of it.
+    fn advice(a: &Advice, action: Action) -> Self {
+        let mut l = Line::new(a.class.as_str());
+        l.image = Some(field(&a.image));
+        l.action = Some(action.as_str());
+        l.message = Some(sentence(&a.sentence()));
+        l.hint = Some(sentence(&a.hint));
         l
     }
 
@@ -261,10 +272,17 @@ impl<'w> Writer<'w> {
                 .iter()
                 .find(|f| f.image == u.image && f.place == place);
             let action = finding.map(|f| action(ev.mode, actions, f.finding.class));
-            let mut l = Line::image(check, finding, action);
-            l.container = Some(field(&u.name));
-            l.place = Some(field(&place));
-            lines.push(at(l, doc.line_of(&u.image).unwrap_or(doc.line)));
+            let line = doc.line_of(&u.image).unwrap_or(doc.line);
+            let advice = ev
+                .advice
+                .iter()
+                .filter(|a| a.image == u.image && a.place == place);
+            let advice = advice.map(|a| Line::advice(a, actions.advice_in(ev.mode, a.class)));
+            for mut l in std::iter::once(Line::image(check, finding, action)).chain(advice) {
+                l.container = Some(field(&u.name));
+                l.place = Some(field(&place));
+                lines.push(at(l, line));
+            }
         }
         for f in ev.findings.iter().filter(|f| f.image.is_empty()) {
             let mut l = Line::new(f.finding.class.as_str());
@@ -290,8 +308,8 @@ impl<'w> Writer<'w> {
         self.write(&l);
     }
 
-    /// The verdict on one `--image`, decided in `mode`.
-    pub fn image(&mut self, check: &ImageCheck, mode: Mode, actions: &Actions) {
+    /// The verdict on one `--image`, and the advice on it, decided in `mode`.
+    pub fn image(&mut self, check: &ImageCheck, advice: &[Advice], mode: Mode, actions: &Actions) {
         self.tally.images += 1;
         let subject = Some(field(&check.image));
         let located = check.finding.as_ref().map(|f| Located {
@@ -305,6 +323,11 @@ impl<'w> Writer<'w> {
         let mut l = Line::image(check, located.as_ref(), action);
         l.subject = subject.clone();
         self.write(&l);
+        for a in advice {
+            let mut a = Line::advice(a, actions.advice_in(mode, a.class));
+            a.subject = subject.clone();
+            self.write(&a);
+        }
         if !check.missing_platforms.is_empty() {
             // The words the webhook's advisory uses for an object's images.
             let mut n = note(

@@ -9,8 +9,9 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Mode, OwnedPods};
-use crate::text::{parse_bytes, parse_duration};
+use crate::engine::{AdviceAction, AdviceClass, Mode, OwnedPods};
+use crate::registry::ratelimit::LowBudget;
+use crate::text::{parse_bytes, parse_duration, parse_rate};
 
 /// Exit codes of every command: 0 clean, 1 findings (or invalid references), 2 usage or
 /// unreadable input.
@@ -158,6 +159,50 @@ pub struct ServeArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub advice: AdviceArgs,
+}
+
+/// Advice on what pulls today but is fragile; shared by `check` and `serve` (over the
+/// config file's `advice:`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct AdviceArgs {
+    /// What to do with a class of advice, `CLASS=off|warn|deny` (classes: latest_tag,
+    /// always_pull_rate_limited, tag_moved, pull_budget_low, giant_image; default warn).
+    /// Repeatable.
+    #[arg(
+        long = "advice",
+        value_name = "CLASS=ACTION",
+        env = "PULLCHECK_ADVICE",
+        value_delimiter = ',',
+        value_parser = parse_advice
+    )]
+    pub advice: Vec<(AdviceClass, AdviceAction)>,
+    /// A registry's rate-limit budget is low at or below this: pulls left (`20`) or a share
+    /// of the limit (`20%`) [default: 20%].
+    #[arg(long, value_name = "N|P%", env = "PULLCHECK_LOW_PULL_BUDGET", value_parser = LowBudget::parse)]
+    pub low_pull_budget: Option<LowBudget>,
+    /// Compressed size (config + layers, one platform) above which an image is giant
+    /// [default: 2GiB].
+    #[arg(long, value_name = "SIZE", env = "PULLCHECK_GIANT_IMAGE", value_parser = parse_giant_image)]
+    pub giant_image: Option<u64>,
+    /// A node's pull bandwidth, for the expected pull time of giant images (`100Mbit/s`,
+    /// `50MB/s`) [default: 100Mbit/s].
+    #[arg(long, value_name = "RATE", env = "PULLCHECK_NODE_BANDWIDTH", value_parser = parse_rate)]
+    pub node_bandwidth: Option<u64>,
+}
+
+/// `--advice CLASS=ACTION`.
+fn parse_advice(s: &str) -> Result<(AdviceClass, AdviceAction), String> {
+    let (class, action) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected CLASS=off|warn|deny"))?;
+    Ok((class.trim().parse()?, action.trim().parse()?))
+}
+
+/// `--giant-image`: `2GiB`, `500MiB`, at most 1 PiB.
+fn parse_giant_image(s: &str) -> Result<u64, String> {
+    parse_bytes(s, super::file::MAX_GIANT_IMAGE)
 }
 
 /// Who may connect, and how long and how many connections are kept.
@@ -257,6 +302,8 @@ pub struct CheckArgs {
     pub max_input_bytes: u64,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub advice: AdviceArgs,
 }
 
 /// Output formats of `check`.

@@ -10,11 +10,14 @@ use anyhow::Context as _;
 
 use super::resolved::{ClusterConfig, EngineConfig};
 use crate::cluster::{Cluster, KubeCluster, NoCluster};
-use crate::engine::{Checker, Engine};
+use crate::engine::advice::{FactSources, TagHistory};
+use crate::engine::{AdviceAction, AdviceClass, Checker, Engine};
 use crate::kubelet::credentials::{self, Keyring};
 use crate::metrics::Metrics;
 use crate::registry::cache::CachedRegistry;
 use crate::registry::disk::DiskCache;
+use crate::registry::names::TrackedHosts;
+use crate::registry::ratelimit::Budgets;
 use crate::registry::{Distribution, Registry};
 
 /// What the engine is wired to besides its configuration.
@@ -25,6 +28,9 @@ pub struct Wiring {
     /// network (through the disk cache when configured); examples, benchmarks and tests
     /// give a double.
     pub registry: Option<Arc<dyn Registry>>,
+    /// The cluster view's record of the digests tags had when their workloads were
+    /// admitted (`tag_moved` advice), when it runs.
+    pub tag_history: Option<Arc<dyn TagHistory>>,
 }
 
 impl Wiring {
@@ -34,6 +40,7 @@ impl Wiring {
             cluster,
             metrics,
             registry: None,
+            tag_history: None,
         }
     }
 
@@ -69,23 +76,35 @@ pub struct Assembled {
 /// the registry CAs, the disk cache); only then is a configured cluster looked for.
 pub async fn engine(config: &EngineConfig, wiring: Wiring) -> anyhow::Result<Assembled> {
     let (keyring, warnings) = node_keyring(config.docker_config.as_deref())?;
-    let (registry, disk): (Arc<dyn Registry>, _) = match wiring.registry {
-        Some(given) => (given, None),
+    let (registry, disk, budgets): (Arc<dyn Registry>, _, _) = match wiring.registry {
+        Some(given) => {
+            // A double reports no budgets; advice reads an empty set.
+            let untracked = Arc::new(TrackedHosts::new(Vec::new(), 0));
+            let budgets = Arc::new(Budgets::new(untracked, Arc::clone(&wiring.metrics)));
+            (given, None, budgets)
+        }
         None => {
             let metrics = Arc::clone(&wiring.metrics);
             let distribution = Arc::new(Distribution::new(config.registry.clone(), metrics)?);
+            let budgets = distribution.budgets();
             match &config.disk_cache {
                 Some((dir, ttl)) => {
                     let disk = Arc::new(DiskCache::open(dir, distribution.clone(), *ttl)?);
                     distribution.preload_platforms(disk.known_platforms()).await;
-                    (disk.clone(), Some(disk))
+                    (disk.clone(), Some(disk), budgets)
                 }
-                None => (distribution, None),
+                None => (distribution, None, budgets),
             }
         }
     };
+    budgets.set_threshold(config.settings.advice.low_budget);
+    let sources = FactSources {
+        sizes: config.settings.actions.advice(AdviceClass::GiantImage) != AdviceAction::Off,
+        tags: wiring.tag_history,
+    };
     let cached = CachedRegistry::new(registry, &config.cache, Arc::clone(&wiring.metrics));
-    let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()));
+    let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()))
+        .with_advice(budgets, sources);
     let (cluster, cluster_status) = match wiring.cluster {
         ClusterWiring::Given(cluster) => (cluster, String::new()),
         ClusterWiring::Configured(c) => discover(&c).await,

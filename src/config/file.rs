@@ -10,8 +10,9 @@ use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Deserializer};
 
 use super::yaml::{yaml_message, yaml_options};
-use crate::engine::{Action, FindingClass, Mode, OwnedPods};
-use crate::text::parse_duration;
+use crate::engine::{Action, AdviceAction, AdviceClass, FindingClass, Mode, OwnedPods};
+use crate::registry::ratelimit::LowBudget;
+use crate::text::{parse_bytes, parse_duration, parse_rate};
 
 /// The YAML file. Unknown keys are refused, so a typo is an error, not a silent default.
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +50,64 @@ pub struct FileConfig {
     pub tracked_registries: Option<usize>,
     #[serde(default)]
     pub server: ServerFile,
+    #[serde(default)]
+    pub advice: AdviceFile,
+}
+
+/// `advice:` of the YAML file (the flags of [`super::args::AdviceArgs`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdviceFile {
+    /// Per advice class: off, warn or deny.
+    #[serde(default)]
+    pub actions: BTreeMap<AdviceClass, AdviceAction>,
+    /// A budget is low at or below this: `20` (pulls) or `20%` (of the limit).
+    #[serde(default, deserialize_with = "opt_low_budget")]
+    pub low_pull_budget: Option<LowBudget>,
+    /// Compressed size above which an image is giant (`2GiB`).
+    #[serde(default, deserialize_with = "opt_size")]
+    pub giant_image: Option<u64>,
+    /// A node's pull bandwidth (`100Mbit/s`, `50MB/s`).
+    #[serde(default, deserialize_with = "opt_rate")]
+    pub node_bandwidth: Option<u64>,
+}
+
+/// A number or a string, as YAML gives either for `20` and `20%`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Number(u64),
+    Text(String),
+}
+
+impl Scalar {
+    fn text(self) -> String {
+        match self {
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Text(s) => s,
+        }
+    }
+}
+
+fn opt_low_budget<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LowBudget>, D::Error> {
+    let s: Option<Scalar> = Option::deserialize(d)?;
+    s.map(|s| LowBudget::parse(&s.text()).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Largest size accepted for `giantImage`: 1 PiB.
+pub const MAX_GIANT_IMAGE: u64 = 1 << 50;
+
+fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s: Option<Scalar> = Option::deserialize(d)?;
+    s.map(|s| parse_bytes(&s.text(), MAX_GIANT_IMAGE).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn opt_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s: Option<Scalar> = Option::deserialize(d)?;
+    s.map(|s| parse_rate(&s.text()).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// `server:` of the YAML file (the flags of [`super::ServerArgs`]).
@@ -218,6 +277,37 @@ mod tests {
             doubled.starts_with("line 2: ") && doubled.contains("duplicate"),
             "{doubled}"
         );
+    }
+
+    #[test]
+    fn advice_settings_parse_and_refuse_nonsense() {
+        let ok = FileConfig::parse(
+            "advice:\n  actions:\n    latest_tag: deny\n    giant_image: off\n  lowPullBudget: 10\n  giantImage: 500MiB\n  nodeBandwidth: 1Gbit/s\n",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.advice.actions.get(&AdviceClass::LatestTag),
+            Some(&AdviceAction::Deny)
+        );
+        assert_eq!(
+            ok.advice.actions.get(&AdviceClass::GiantImage),
+            Some(&AdviceAction::Off)
+        );
+        assert_eq!(ok.advice.low_pull_budget, Some(LowBudget::Count(10)));
+        assert_eq!(ok.advice.giant_image, Some(500 << 20));
+        assert_eq!(ok.advice.node_bandwidth, Some(125_000_000));
+        let pct = FileConfig::parse("advice: {lowPullBudget: 5%}").unwrap();
+        assert_eq!(pct.advice.low_pull_budget, Some(LowBudget::Percent(5)));
+        for bad in [
+            "advice: {actions: {latest: deny}}",
+            "advice: {actions: {latest_tag: audit}}",
+            "advice: {lowPullBudget: 120%}",
+            "advice: {giantImage: huge}",
+            "advice: {nodeBandwidth: fast}",
+            "advice: {giantImages: 1GiB}",
+        ] {
+            assert!(FileConfig::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

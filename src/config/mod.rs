@@ -13,8 +13,8 @@ pub mod resolved;
 pub mod yaml;
 
 pub use args::{
-    CertsArgs, CheckArgs, Cli, Command, Format, LogFormat, ReferenceArgs, RegistryArgs, ServeArgs,
-    ServerArgs, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE,
+    AdviceArgs, CertsArgs, CheckArgs, Cli, Command, Format, LogFormat, ReferenceArgs, RegistryArgs,
+    ServeArgs, ServerArgs, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE,
 };
 
 pub use assemble::{Assembled, ClusterWiring, Wiring};

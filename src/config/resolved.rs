@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use super::args::{CheckArgs, RegistryArgs, ServeArgs, ServerArgs};
-use super::file::{FileConfig, ServerFile};
-use crate::engine::{Action, Actions, FindingClass, Mode, OwnedPods, Settings};
+use super::args::{AdviceArgs, CheckArgs, RegistryArgs, ServeArgs, ServerArgs};
+use super::file::{AdviceFile, FileConfig, ServerFile};
+use crate::engine::{Action, Actions, AdviceSettings, FindingClass, Mode, OwnedPods, Settings};
 use crate::kubelet::platform::Platform;
 use crate::registry::cache::CacheConfig;
 use crate::registry::hosts::validate_globs;
@@ -74,6 +74,7 @@ impl ServeConfig {
             default_mode: args.default_mode,
             owned_pods: args.controller_owned_pods,
             concurrency: None,
+            advice: &args.advice,
         };
         let engine = resolve_engine(&file, &flags, SERVE_DEFAULTS)?;
         let limits = resolve_limits(&args.server, &file.server)?;
@@ -138,6 +139,7 @@ impl CheckConfig {
             default_mode: args.default_mode,
             owned_pods: args.controller_owned_pods,
             concurrency: args.concurrency,
+            advice: &args.advice,
         };
         let mut engine = resolve_engine(&file, &flags, CHECK_DEFAULTS)?;
         if args.strict {
@@ -163,6 +165,7 @@ struct Flags<'a> {
     default_mode: Option<Mode>,
     owned_pods: Option<OwnedPods>,
     concurrency: Option<usize>,
+    advice: &'a AdviceArgs,
 }
 
 /// What a setting is when neither a flag nor the file says: (mode, controller-owned Pods,
@@ -182,6 +185,7 @@ fn resolve_engine(
     for (class, action) in &file.actions {
         actions.set(*class, *action);
     }
+    let advice = resolve_advice(flags.advice, &file.advice, &mut actions);
     let settings = Settings {
         default_mode: flags
             .default_mode
@@ -199,6 +203,7 @@ fn resolve_engine(
             .or(file.concurrency)
             .unwrap_or(defaults.2)
             .max(1),
+        advice,
     };
     let mut registry = flags.registry.registry_config()?;
     for (host, r) in &file.registries {
@@ -357,6 +362,32 @@ impl RegistryArgs {
             }
         }
         Ok(config)
+    }
+}
+
+/// Advice: flags over `advice:` over defaults; the classes' actions go into `actions`.
+fn resolve_advice(args: &AdviceArgs, file: &AdviceFile, actions: &mut Actions) -> AdviceSettings {
+    for (class, action) in file
+        .actions
+        .iter()
+        .chain(args.advice.iter().map(|(c, a)| (c, a)))
+    {
+        actions.set_advice(*class, *action);
+    }
+    let d = AdviceSettings::default();
+    AdviceSettings {
+        low_budget: args
+            .low_pull_budget
+            .or(file.low_pull_budget)
+            .unwrap_or(d.low_budget),
+        giant_image: args
+            .giant_image
+            .or(file.giant_image)
+            .unwrap_or(d.giant_image),
+        node_bandwidth: args
+            .node_bandwidth
+            .or(file.node_bandwidth)
+            .unwrap_or(d.node_bandwidth),
     }
 }
 
@@ -607,6 +638,37 @@ mod tests {
             file.server.metrics_listen,
             Some("0.0.0.0:9090".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn advice_comes_from_flags_over_the_file_over_defaults() {
+        use crate::engine::{AdviceAction, AdviceClass};
+        use crate::registry::ratelimit::LowBudget;
+        let c = resolve(
+            "advice:\n  actions: {latest_tag: deny, giant_image: off}\n  giantImage: 1GiB\n  nodeBandwidth: 50MB/s\n",
+            &["--advice", "latest_tag=off,tag_moved=deny", "--giant-image", "3GiB"],
+        )
+        .unwrap();
+        let s = &c.engine.settings;
+        assert_eq!(s.actions.advice(AdviceClass::LatestTag), AdviceAction::Off);
+        assert_eq!(s.actions.advice(AdviceClass::TagMoved), AdviceAction::Deny);
+        assert_eq!(s.actions.advice(AdviceClass::GiantImage), AdviceAction::Off);
+        assert_eq!(
+            s.actions.advice(AdviceClass::PullBudgetLow),
+            AdviceAction::Warn
+        );
+        assert_eq!(s.advice.giant_image, 3 << 30);
+        assert_eq!(s.advice.node_bandwidth, 50_000_000);
+        assert_eq!(s.advice.low_budget, LowBudget::Percent(20));
+        use clap::Parser;
+        for bad in [
+            vec!["pullcheck", "serve", "--advice", "latest=deny"],
+            vec!["pullcheck", "serve", "--advice", "latest_tag"],
+            vec!["pullcheck", "check", "--low-pull-budget", "lots"],
+            vec!["pullcheck", "check", "--node-bandwidth", "0"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[rstest]

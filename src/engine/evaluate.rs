@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::advice::{Advice, AdviceSettings};
+use super::advisor::Advisor;
 use super::explain::{quote_list, Context};
+pub use super::finding::place;
 use super::finding::{Finding, FindingClass, Located};
 use super::image::{Checker, ImageCheck};
 use super::policy::{self, Actions, Decision, Mode};
@@ -49,6 +52,8 @@ pub struct Settings {
     pub exempt_images: Vec<String>,
     /// Images of one object resolved at once.
     pub concurrency: usize,
+    /// Thresholds of advice (its classes' actions are in `actions`).
+    pub advice: AdviceSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +65,7 @@ impl Default for Settings {
             exempt_namespaces: Vec::new(),
             exempt_images: Vec::new(),
             concurrency: 16,
+            advice: AdviceSettings::default(),
         }
     }
 }
@@ -124,6 +130,9 @@ pub struct Evaluation {
     /// Worth saying, never a reason to deny (a missing secret the image does not need, an
     /// image that covers only some node platforms, `imagePullPolicy: Never`).
     pub advisories: Vec<String>,
+    /// Advice on images that pull today but are fragile (see [`super::advice`]); the
+    /// settings say which classes warn and which deny.
+    pub advice: Vec<Advice>,
 }
 
 impl Evaluation {
@@ -136,12 +145,19 @@ impl Evaluation {
             checks: Vec::new(),
             findings: Vec::new(),
             advisories: Vec::new(),
+            advice: Vec::new(),
         }
     }
 
     /// The policy's decision for this evaluation.
     pub fn decision(&self, actions: &Actions) -> Decision {
-        policy::decide(self.mode, actions, &self.subject, &self.findings)
+        policy::decide(
+            self.mode,
+            actions,
+            &self.subject,
+            &self.findings,
+            &self.advice,
+        )
     }
 }
 
@@ -223,6 +239,7 @@ impl Engine {
             checks: Vec::new(),
             findings: Vec::new(),
             advisories,
+            advice: Vec::new(),
         };
         if uses.is_empty() {
             return ev;
@@ -253,6 +270,11 @@ impl Engine {
         let namespace = s.namespace;
         let findings = &mut ev.findings;
         let advisories = &mut ev.advisories;
+        let advisor = Advisor {
+            settings: &self.settings.advice,
+            actions: &self.settings.actions,
+            budgets: self.checker.budgets(),
+        };
         for (name, problem) in &secrets.broken {
             findings.push(Located {
                 place: format!("imagePullSecrets: secret {name:?}"),
@@ -300,6 +322,7 @@ impl Engine {
                 ));
             }
             let Some(finding) = &check.finding else {
+                advisor.advise(u, check, &mut ev.advice);
                 continue;
             };
             let finding = in_pod_terms(
@@ -351,9 +374,4 @@ impl Engine {
         }
         constraint.explicit_platforms().unwrap_or_default()
     }
-}
-
-/// `container "web"`, `initContainer "migrate"`, …: how findings name a place.
-pub fn place(u: &ImageUse) -> String {
-    format!("{} {:?}", u.slot, u.name)
 }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kubelet::workload::ImageUse;
 use crate::registry::RegistryError;
 use crate::text::{clip, QUOTE_LIMIT};
 
@@ -116,6 +117,11 @@ pub struct Finding {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+}
+
+/// `container "web"`, `initContainer "migrate"`, …: how findings and advice name a place.
+pub fn place(u: &ImageUse) -> String {
+    format!("{} {:?}", u.slot, u.name)
 }
 
 /// One finding on one image of the object, located for the user.

@@ -9,12 +9,15 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::advice::{FactSources, ImageFacts};
 use super::explain::{finding_for, Context};
+use super::facts::{Found, Gatherer};
 use super::finding::{Finding, FindingClass};
 use crate::kubelet::credentials::{Keyring, MatchedCredential};
 use crate::kubelet::platform::{self, Platform};
 use crate::kubelet::reference::ImageRef;
 use crate::registry::cache::{CachedRegistry, Stale};
+use crate::registry::ratelimit::Budgets;
 use crate::registry::{RegistryConfig, RegistryError, Resolved, TimeoutLimit};
 use crate::text::{clip, human_duration, QUOTE_LIMIT};
 
@@ -40,10 +43,13 @@ pub struct ImageCheck {
     pub stale_age: Option<Duration>,
     /// Facts worth telling that are not findings.
     pub notes: Vec<String>,
+    /// What advice is made of (kept with the verdict; see [`super::advice`]).
+    #[serde(skip)]
+    pub facts: ImageFacts,
 }
 
 impl ImageCheck {
-    fn new(image: &str) -> Self {
+    pub(crate) fn new(image: &str) -> Self {
         Self {
             image: image.to_string(),
             canonical: None,
@@ -54,6 +60,7 @@ impl ImageCheck {
             credentials_tried: Vec::new(),
             stale_age: None,
             notes: Vec::new(),
+            facts: ImageFacts::default(),
         }
     }
 
@@ -89,6 +96,8 @@ pub struct Checker {
     hasher: foldhash::fast::RandomState,
     verdict_hits: prometheus_client::metrics::counter::Counter,
     verdict_misses: prometheus_client::metrics::counter::Counter,
+    /// Gathers the facts advice is made of (see [`Self::with_advice`]).
+    facts: Gatherer,
 }
 
 /// A verdict reused for as long as every registry answer behind it stays cached: the
@@ -166,7 +175,20 @@ impl Checker {
             config,
             verdicts,
             hasher: foldhash::fast::RandomState::default(),
+            facts: Gatherer::default(),
         }
+    }
+
+    /// Where advice's facts come from: the budgets the registries report (the
+    /// `Distribution`'s), whether to fetch platform sizes, the cluster view's tag history.
+    pub fn with_advice(mut self, budgets: Arc<Budgets>, sources: FactSources) -> Self {
+        self.facts = Gatherer::new(budgets, sources);
+        self
+    }
+
+    /// The rate-limit budgets advice reads.
+    pub fn budgets(&self) -> &Budgets {
+        self.facts.budgets()
     }
 
     /// The result cache the checker asks (its registry answers).
@@ -333,12 +355,27 @@ impl Checker {
             return out;
         }
         out.canonical = Some(reference.canonical());
+        out.facts = ImageFacts::of_reference(&reference);
         let started = Instant::now();
         let resolution = self.resolve(&reference, keyring, context, &mut out, validity);
         match tokio::time::timeout_at(deadline, resolution).await {
-            Ok(Ok(Some(resolved))) => {
-                self.match_platforms(&resolved, wanted, &mut out);
-                out.resolved = Some(resolved);
+            Ok(Ok(Some(found))) => {
+                self.match_platforms(&found.resolved, wanted, &mut out);
+                if out.finding.is_none() {
+                    let facts = &mut out.facts;
+                    let gathered = self.facts.gather(
+                        &self.registry,
+                        &reference,
+                        &found,
+                        wanted,
+                        deadline,
+                        facts,
+                    );
+                    if let Some(again) = gathered.await {
+                        validity.limit(Some(again));
+                    }
+                }
+                out.resolved = Some(found.resolved);
             }
             Ok(Ok(None)) => {}
             Ok(Err(finding)) => out.finding = Some(finding),
@@ -367,7 +404,7 @@ impl Checker {
         context: Context,
         out: &mut ImageCheck,
         validity: &mut Validity,
-    ) -> Result<Option<Resolved>, Finding> {
+    ) -> Result<Option<Found>, Finding> {
         let matched = keyring.lookup(reference);
         out.credentials_tried = matched.iter().map(|m| m.source.clone()).collect();
         let attempts: Vec<Option<&MatchedCredential>> = if matched.is_empty() {
@@ -385,7 +422,11 @@ impl Checker {
             match lookup.result {
                 Ok(resolved) => {
                     out.credential_source = attempt.map(|m| m.source.clone());
-                    return Ok(Some(resolved));
+                    return Ok(Some(Found {
+                        resolved,
+                        credential: attempt.map(|m| m.credential.clone()),
+                        moved: lookup.moved,
+                    }));
                 }
                 Err(e) => failures.push((e, lookup.stale)),
             }

@@ -1,11 +1,13 @@
-//! Mode × finding class → deny, warn or record. Also the words: the denial message, the
-//! warnings (one per finding, ≤ 256 characters) and the audit annotations, shared by the
-//! webhook and `pullcheck check` so a finding reads the same in CI and in `kubectl apply`.
+//! Mode × finding class → deny, warn or record, and mode × advice class → deny, warn or
+//! nothing. Also the words: the denial message, the warnings (one per finding or advice,
+//! ≤ 256 characters), shared by the webhook and `pullcheck check` so a finding reads the
+//! same in CI and in `kubectl apply`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::advice::{Advice, AdviceAction, AdviceClass};
 use super::finding::{FindingClass, Located};
 use crate::text::truncate;
 
@@ -64,15 +66,38 @@ impl Action {
 }
 
 /// Decisions per class. Definite classes deny, transient ones warn (an outage of a registry
-/// must not stop a cluster from deploying), unless configured otherwise.
+/// must not stop a cluster from deploying), advice warns, unless configured otherwise.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actions {
     overrides: BTreeMap<FindingClass, Action>,
+    advice: BTreeMap<AdviceClass, AdviceAction>,
 }
 
 impl Actions {
     pub fn set(&mut self, class: FindingClass, action: Action) {
         self.overrides.insert(class, action);
+    }
+
+    pub fn set_advice(&mut self, class: AdviceClass, action: AdviceAction) {
+        self.advice.insert(class, action);
+    }
+
+    /// What is done with a class of advice (`warn` unless configured).
+    pub fn advice(&self, class: AdviceClass) -> AdviceAction {
+        self.advice
+            .get(&class)
+            .copied()
+            .unwrap_or(AdviceAction::Warn)
+    }
+
+    /// What a mode makes of a piece of advice: deny only in enforce, nothing in audit
+    /// (recorded in the annotation) or when off.
+    pub fn advice_in(&self, mode: Mode, class: AdviceClass) -> Action {
+        match (mode, self.advice(class)) {
+            (Mode::Audit, _) | (_, AdviceAction::Off) => Action::Audit,
+            (Mode::Enforce, AdviceAction::Deny) => Action::Deny,
+            _ => Action::Warn,
+        }
     }
 
     pub fn of(&self, class: FindingClass) -> Action {
@@ -110,9 +135,15 @@ pub fn action(mode: Mode, actions: &Actions, class: FindingClass) -> Action {
     }
 }
 
-/// Applies `mode` and `actions` to the findings of one object. `subject` names it
-/// (`Deployment team-a/web`).
-pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]) -> Decision {
+/// Applies `mode` and `actions` to the findings and the advice of one object. `subject`
+/// names it (`Deployment team-a/web`).
+pub fn decide(
+    mode: Mode,
+    actions: &Actions,
+    subject: &str,
+    findings: &[Located],
+    advice: &[Advice],
+) -> Decision {
     let mut denied = Vec::new();
     let mut warnings = Vec::new();
     for f in findings {
@@ -122,8 +153,16 @@ pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]
             Action::Audit => {}
         }
     }
+    let mut refused = Vec::new();
+    for a in advice {
+        match actions.advice_in(mode, a.class) {
+            Action::Deny => refused.push(a),
+            Action::Warn => warnings.push(truncate(&a.sentence(), WARNING_LIMIT)),
+            Action::Audit => {}
+        }
+    }
     warnings.truncate(MAX_WARNINGS);
-    let deny = (!denied.is_empty()).then(|| {
+    let mut deny = (!denied.is_empty()).then(|| {
         let noun = if denied.len() == 1 { "image" } else { "images" };
         let mut msg = format!(
             "pullcheck: {} {noun} of {subject} would fail to pull:",
@@ -135,6 +174,18 @@ pub fn decide(mode: Mode, actions: &Actions, subject: &str, findings: &[Located]
         }
         msg
     });
+    if !refused.is_empty() {
+        let msg = deny.get_or_insert_with(String::new);
+        if !msg.is_empty() {
+            msg.push('\n');
+        }
+        msg.push_str(&format!("pullcheck: advice set to deny for {subject}:"));
+        for a in &refused {
+            msg.push_str("\n- ");
+            msg.push_str(&a.sentence());
+            msg.push_str(&format!(" [{}]", a.class));
+        }
+    }
     Decision { deny, warnings }
 }
 
@@ -169,7 +220,13 @@ mod tests {
         #[case] denied: bool,
         #[case] warnings: usize,
     ) {
-        let d = decide(mode, &Actions::default(), "Pod a/b", &[located(class, "m")]);
+        let d = decide(
+            mode,
+            &Actions::default(),
+            "Pod a/b",
+            &[located(class, "m")],
+            &[],
+        );
         assert_eq!(d.deny.is_some(), denied);
         assert_eq!(d.warnings.len(), warnings);
     }
@@ -183,7 +240,7 @@ mod tests {
             located(FindingClass::Unavailable, "down"),
             located(FindingClass::TagNotFound, "no tag"),
         ];
-        let d = decide(Mode::Enforce, &a, "Pod a/b", &findings);
+        let d = decide(Mode::Enforce, &a, "Pod a/b", &findings, &[]);
         assert!(d.deny.unwrap().contains("down"));
         assert_eq!(d.warnings.len(), 1);
     }
@@ -199,6 +256,7 @@ mod tests {
             &Actions::default(),
             "Deployment team-a/web",
             &findings,
+            &[],
         );
         let msg = d.deny.unwrap();
         assert!(msg.starts_with("pullcheck: 2 images of Deployment team-a/web would fail to pull:"));
@@ -214,9 +272,73 @@ mod tests {
             &Actions::default(),
             "Pod a/b",
             &[located(FindingClass::TagNotFound, &long)],
+            &[],
         );
         assert!(d.warnings[0].len() <= WARNING_LIMIT);
         assert!(d.warnings[0].ends_with('…'));
+    }
+
+    fn advised(class: AdviceClass) -> Advice {
+        Advice {
+            class,
+            place: "container \"web\"".into(),
+            image: "nginx".into(),
+            message: "no tag".into(),
+            hint: "pin it".into(),
+        }
+    }
+
+    #[rstest]
+    #[case(Mode::Enforce, AdviceAction::Deny, true, 0)]
+    #[case(Mode::Enforce, AdviceAction::Warn, false, 1)]
+    #[case(Mode::Enforce, AdviceAction::Off, false, 0)]
+    #[case(Mode::Warn, AdviceAction::Deny, false, 1)]
+    #[case(Mode::Warn, AdviceAction::Warn, false, 1)]
+    #[case(Mode::Audit, AdviceAction::Deny, false, 0)]
+    fn advice_by_mode_and_action(
+        #[case] mode: Mode,
+        #[case] action: AdviceAction,
+        #[case] denied: bool,
+        #[case] warnings: usize,
+    ) {
+        let mut a = Actions::default();
+        a.set_advice(AdviceClass::LatestTag, action);
+        let d = decide(mode, &a, "Pod a/b", &[], &[advised(AdviceClass::LatestTag)]);
+        assert_eq!(d.deny.is_some(), denied);
+        assert_eq!(d.warnings.len(), warnings);
+        if denied {
+            assert_eq!(
+                d.deny.unwrap(),
+                "pullcheck: advice set to deny for Pod a/b:\n- container \"web\" (nginx): no tag; fix: pin it [latest_tag]"
+            );
+        }
+    }
+
+    #[test]
+    fn denied_findings_and_advice_share_one_message() {
+        let mut a = Actions::default();
+        a.set_advice(AdviceClass::GiantImage, AdviceAction::Deny);
+        let d = decide(
+            Mode::Enforce,
+            &a,
+            "Pod a/b",
+            &[located(FindingClass::TagNotFound, "no tag")],
+            &[
+                advised(AdviceClass::GiantImage),
+                advised(AdviceClass::LatestTag),
+            ],
+        );
+        let msg = d.deny.unwrap();
+        assert!(
+            msg.starts_with("pullcheck: 1 image of Pod a/b would fail to pull:"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("\npullcheck: advice set to deny for Pod a/b:\n- "),
+            "{msg}"
+        );
+        assert!(msg.ends_with("[giant_image]"), "{msg}");
+        assert_eq!(d.warnings.len(), 1, "latest_tag warns");
     }
 
     #[test]

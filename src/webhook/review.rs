@@ -2,7 +2,7 @@
 //! [`Subject`] (what cannot change a pull — other kinds, DELETE, other subresources — is
 //! allowed at once; owned Pods, UPDATE diffs and `pods/ephemeralcontainers` are told to the
 //! engine), the engine's [`Evaluation`] becomes the answer: allowed or denied, warnings,
-//! audit annotations (`images` with their digests, `findings`, `mode`, `notes`).
+//! audit annotations (`images` with their digests, `findings`, `advice`, `mode`, `notes`).
 
 use kube::core::admission::Operation;
 use serde::Serialize;
@@ -134,6 +134,28 @@ fn finish(engine: &Engine, response: &mut Answer, ev: &Evaluation) -> &'static s
             .collect();
         if let Ok(v) = serde_json::to_string(&list) {
             annotations.insert("findings".into(), v);
+        }
+    }
+    if !ev.advice.is_empty() {
+        #[derive(Serialize)]
+        struct A<'a> {
+            place: &'a str,
+            image: &'a str,
+            class: crate::engine::AdviceClass,
+            message: &'a str,
+        }
+        let list: Vec<A<'_>> = ev
+            .advice
+            .iter()
+            .map(|a| A {
+                place: &a.place,
+                image: &a.image,
+                class: a.class,
+                message: &a.message,
+            })
+            .collect();
+        if let Ok(v) = serde_json::to_string(&list) {
+            annotations.insert("advice".into(), v);
         }
     }
     if !ev.advisories.is_empty() {
