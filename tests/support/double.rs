@@ -553,3 +553,187 @@ fn registry_answer(s: &Shared, method: &Method, path: &str) -> Response {
     )
         .into_response()
 }
+
+/// Layer bytes a [`Hub`]'s platform manifests declare until the test says otherwise.
+pub const HUB_LAYER: u64 = 1 << 20;
+
+/// A registry for the advice tests, answered through a [`Double`] ([`Hub::serve`]): one OCI
+/// index under every name and tag (linux/amd64, linux/arm64) and, by digest, its two
+/// platform manifests, every digest right. The manifests declare the layer sizes the test
+/// chooses ([`Hub::set_layer_sizes`]; no blob is served, so a layer can be declared 3 GiB
+/// for free); the tag can be moved to another digest ([`Hub::move_tag`]). With a limit it
+/// speaks Docker Hub's pull limit: every manifest answer, HEAD included, says
+/// `ratelimit-limit: <limit>;w=<window>`, `ratelimit-remaining: <left>;w=<window>` and
+/// `docker-ratelimit-source`; a manifest GET spends one pull, a HEAD none; with none left a
+/// manifest GET answers 429 `TOOMANYREQUESTS` with Docker Hub's message and the same
+/// headers, and no `Retry-After` (Docker Hub sends none).
+pub struct Hub {
+    /// (limit, window in seconds)
+    limit: Option<(u64, u64)>,
+    content: Mutex<HubContent>,
+    remaining: std::sync::atomic::AtomicU64,
+    heads: AtomicUsize,
+    gets: AtomicUsize,
+}
+
+struct HubContent {
+    /// Layer bytes of (amd64, arm64), and the push they come from.
+    layers: (u64, u64),
+    revision: u32,
+    index: Vec<u8>,
+    digest: String,
+    /// digest → platform manifest
+    manifests: Vec<(String, Vec<u8>)>,
+}
+
+impl HubContent {
+    fn build(layers: (u64, u64), revision: u32) -> HubContent {
+        let manifest = |arch: &str, layer: u64| {
+            let digest = |what: &str| sha256_digest(format!("{arch} {what} {revision}").as_bytes());
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": super::media::OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": digest("config"), "size": 1024},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                            "digest": digest("layer"), "size": layer}],
+            }))
+            .expect("manifest JSON")
+        };
+        let manifests: Vec<(String, Vec<u8>)> = [("amd64", layers.0), ("arm64", layers.1)]
+            .into_iter()
+            .map(|(arch, layer)| {
+                let body = manifest(arch, layer);
+                (sha256_digest(&body), body)
+            })
+            .collect();
+        let entries: Vec<serde_json::Value> = ["amd64", "arm64"]
+            .iter()
+            .zip(&manifests)
+            .map(|(arch, (digest, body))| {
+                serde_json::json!({
+                    "mediaType": super::media::OCI_MANIFEST,
+                    "digest": digest,
+                    "size": body.len(),
+                    "platform": {"architecture": arch, "os": "linux"},
+                })
+            })
+            .collect();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": super::media::OCI_INDEX,
+            "manifests": entries,
+            "annotations": {"revision": revision.to_string()},
+        }))
+        .expect("index JSON");
+        HubContent {
+            layers,
+            revision,
+            digest: sha256_digest(&index),
+            index,
+            manifests,
+        }
+    }
+}
+
+impl Hub {
+    /// A hub; `limit`: Docker Hub's (pulls, window in seconds), or none.
+    pub fn new(limit: Option<(u64, u64)>) -> Arc<Hub> {
+        Arc::new(Hub {
+            limit,
+            content: Mutex::new(HubContent::build((HUB_LAYER, HUB_LAYER), 0)),
+            remaining: std::sync::atomic::AtomicU64::new(limit.map_or(0, |l| l.0)),
+            heads: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+        })
+    }
+
+    /// A plain-HTTP double on 127.0.0.1 answering as this hub.
+    pub async fn serve(self: &Arc<Self>) -> Double {
+        let hub = Arc::clone(self);
+        Double::start("127.0.0.1", None, move |r| hub.reply(r)).await
+    }
+
+    /// Manifest requests so far: (HEAD, GET).
+    pub fn manifest_requests(&self) -> (usize, usize) {
+        (
+            self.heads.load(Ordering::SeqCst),
+            self.gets.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Pulls left now (the next answers say it).
+    pub fn set_remaining(&self, left: u64) {
+        self.remaining.store(left, Ordering::SeqCst);
+    }
+
+    /// The layer bytes the linux/amd64 and linux/arm64 manifests declare, pushed anew (the
+    /// tag then points to another digest).
+    pub fn set_layer_sizes(&self, amd64: u64, arm64: u64) {
+        let mut c = self.content.lock().unwrap();
+        *c = HubContent::build((amd64, arm64), c.revision + 1);
+    }
+
+    /// Pushes the same image again under the tag, with another digest; returns it.
+    pub fn move_tag(&self) -> String {
+        let mut c = self.content.lock().unwrap();
+        *c = HubContent::build(c.layers, c.revision + 1);
+        c.digest.clone()
+    }
+
+    /// The digest the tag points to now.
+    pub fn digest(&self) -> String {
+        self.content.lock().unwrap().digest.clone()
+    }
+
+    /// The answer to `seen`.
+    pub fn reply(&self, seen: &Seen) -> Reply {
+        let path = seen.path.split('?').next().unwrap_or_default();
+        let Some((_, reference)) = path.split_once("/manifests/") else {
+            return Reply::Registry;
+        };
+        let head = seen.method == "HEAD";
+        let counter = if head { &self.heads } else { &self.gets };
+        counter.fetch_add(1, Ordering::SeqCst);
+        // Docker Hub counts a GET; with none left, the GET is refused.
+        let left = match (self.limit, head) {
+            (Some(_), false) => self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .ok()
+                .map(|before| before - 1),
+            _ => Some(self.remaining.load(Ordering::SeqCst)),
+        };
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some((limit, window)) = self.limit {
+            let left = left.unwrap_or(0);
+            headers.push(("ratelimit-limit".into(), format!("{limit};w={window}")));
+            headers.push(("ratelimit-remaining".into(), format!("{left};w={window}")));
+            headers.push(("docker-ratelimit-source".into(), "127.0.0.1".into()));
+        }
+        if left.is_none() {
+            headers.push(("content-type".into(), "application/json".into()));
+            let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your unauthenticated pull rate limit. https://www.docker.com/increase-rate-limit"}]}"#;
+            return Reply::Raw {
+                status: 429,
+                headers,
+                body: body.into(),
+            };
+        }
+        let c = self.content.lock().unwrap();
+        let (media_type, digest, body) = match c.manifests.iter().find(|(d, _)| d == reference) {
+            Some((digest, body)) => (super::media::OCI_MANIFEST, digest, body),
+            None => (super::media::OCI_INDEX, &c.digest, &c.index),
+        };
+        headers.push(("content-type".into(), media_type.into()));
+        headers.push(("docker-content-digest".into(), digest.clone()));
+        if head {
+            headers.push(("content-length".into(), body.len().to_string()));
+        }
+        Reply::Raw {
+            status: 200,
+            headers,
+            body: if head { Vec::new() } else { body.clone() },
+        }
+    }
+}
