@@ -459,14 +459,15 @@ fn check_manifests(text: &str, json: bool) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Registry answers: WWW-Authenticate, Link, Retry-After
+// Registry answers: WWW-Authenticate, Link, Retry-After, rate-limit headers
 // ---------------------------------------------------------------------------------------------
 
 /// The input (lossily UTF-8) as a `WWW-Authenticate`, `Link` and `Retry-After` value:
 /// `parse_www_authenticate`, `challenge_from_header`, `is_insufficient_scope`, `next_link`,
 /// `retry_after`; checks the challenge followed is one the parser found (Bearer with its
 /// realm first, else Basic), the next link is a part of the header, and a number of seconds
-/// is read as that many seconds.
+/// is read as that many seconds. Also as every rate-limit header at once (`ratelimit::parse`):
+/// a count read is a Structured Fields integer (at most 15 digits).
 pub fn registry_headers(data: &[u8]) {
     let value = text(data);
     let parsed = auth::parse_www_authenticate(&value);
@@ -500,10 +501,24 @@ pub fn registry_headers(data: &[u8]) {
     }
     if let Ok(header) = http::header::HeaderValue::from_str(&value) {
         let mut headers = http::header::HeaderMap::new();
-        headers.insert(http::header::RETRY_AFTER, header);
+        headers.insert(http::header::RETRY_AFTER, header.clone());
         let after = client::retry_after(&headers);
         if let Ok(secs) = value.trim().parse::<u64>() {
             assert_eq!(after, Some(std::time::Duration::from_secs(secs)));
+        }
+        let mut limits = http::header::HeaderMap::new();
+        for name in [
+            "ratelimit",
+            "ratelimit-policy",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "x-ratelimit-reset",
+        ] {
+            limits.insert(name, header.clone());
+        }
+        if let Some(r) = pullcheck::registry::ratelimit::parse(&limits) {
+            let sf_integer = 999_999_999_999_999;
+            assert!(r.remaining <= sf_integer && r.limit.is_none_or(|l| l <= sf_integer));
         }
     }
 }
