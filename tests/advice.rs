@@ -218,6 +218,16 @@ async fn giant_images_are_said_for_the_platforms_the_pod_runs_on_from_manifests_
         .await;
     assert_eq!(resp["allowed"], true, "{resp}");
     assert_eq!(warnings(&resp).len(), 1);
+    // Audit mode records advice only.
+    let (resp, _) = strict
+        .review("/validate/audit", "10s", &on("7", "amd64"))
+        .await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert!(warnings(&resp).is_empty(), "{resp}");
+    let recorded: Value =
+        serde_json::from_str(resp["auditAnnotations"]["advice"].as_str().unwrap()).unwrap();
+    assert_eq!(recorded[0]["class"], "giant_image", "{recorded}");
+    assert_eq!(recorded[0]["place"], "container \"web\"");
 }
 
 /// What one review of the three fragile references said: (allowed, warnings, denial).
