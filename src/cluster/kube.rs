@@ -35,7 +35,7 @@ const SERVICE_ACCOUNT_CACHE_ENTRIES: u64 = 50_000;
 /// [`ClusterError`]. Only API server messages (`Status.message`) and connection errors are
 /// quoted; a decoding error is reported by position, never by the text that failed (that
 /// text could be Secret data).
-fn classify(what: &str, err: kube::Error) -> ClusterError {
+pub(super) fn classify(what: &str, err: kube::Error) -> ClusterError {
     match err {
         kube::Error::Api(status) => {
             let code = status.code;
@@ -88,7 +88,7 @@ fn classify(what: &str, err: kube::Error) -> ClusterError {
 
 /// A DNS-1123 subdomain (names of Secrets and ServiceAccounts): anything else cannot exist,
 /// so it is answered "absent" without a request (and never reaches a URL path).
-fn valid_object_name(name: &str) -> bool {
+pub(super) fn valid_object_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 253
@@ -99,7 +99,7 @@ fn valid_object_name(name: &str) -> bool {
 }
 
 /// A DNS-1123 label (namespace names).
-fn valid_namespace(ns: &str) -> bool {
+pub(super) fn valid_namespace(ns: &str) -> bool {
     let b = ns.as_bytes();
     !b.is_empty()
         && b.len() <= 63
@@ -139,7 +139,7 @@ impl<K, T> moka::Expiry<K, Fetched<T>> for FetchedExpiry {
 }
 
 /// Runs `fut` (a request about `what`) within `timeout`, mapping errors.
-async fn timed<T>(
+pub(super) async fn timed<T>(
     what: &str,
     timeout: Duration,
     fut: impl Future<Output = Result<T, kube::Error>>,
@@ -240,6 +240,11 @@ impl KubeCluster {
             ttl,
             negative_ttl,
         }
+    }
+
+    /// The client it reads with (the cluster view, Events and the Lease use it too).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// How long one read may take before it is reported as [`ClusterError::Unavailable`]

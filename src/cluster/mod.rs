@@ -15,6 +15,12 @@
 //! - [`NoCluster`]: no cluster reachable (`pullcheck serve` outside a cluster): every read
 //!   says unavailable.
 //!
+//! The cluster view of `pullcheck scan` and of the background scan sits beside it:
+//! [`view`] (workloads and Pods listed page by page, a Pod's `Failed` events, a Node's
+//! `DiskPressure`, live Pods watched), [`events`] (events.k8s.io Events written the way
+//! the API server validates them) and [`lease`] (leader election with a Lease, as
+//! client-go does it), each with its kube-rs and in-memory implementation.
+//!
 //! Depends on: [`crate::kubelet`] (Secret types, platforms), [`crate::text`]. Never on
 //! `registry` or anything above.
 //!
@@ -56,9 +62,12 @@
 //! selectors, but RBAC cannot restrict a rule to a Secret type. Without the `list` verb
 //! only the "secret X would work but is not attached" hint is lost.
 
+pub mod events;
 mod kube;
+pub mod lease;
 mod memory;
 mod nodes;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

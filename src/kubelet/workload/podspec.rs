@@ -36,6 +36,10 @@ pub struct PodSpec {
     pub node_selector: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub affinity: Option<Affinity>,
+    /// The node the Pod was scheduled to (set on Pods only): where it pulls, for the
+    /// cluster view's diagnosis of a Pod stuck pulling.
+    #[serde(default)]
+    pub node_name: Option<String>,
 }
 
 /// A container, init container or ephemeral container.
@@ -241,6 +245,7 @@ mod tests {
             service_account_name: s.service_account_name.clone(),
             service_account: s.service_account.clone(),
             node_selector: s.node_selector.clone(),
+            node_name: s.node_name.clone(),
             affinity: s.affinity.as_ref().map(|a| Affinity {
                 node_affinity: a.node_affinity.as_ref().map(|n| NodeAffinity {
                     required_during_scheduling_ignored_during_execution: n
