@@ -15,7 +15,7 @@ pub use super::finding::place;
 use super::finding::{Finding, FindingClass, Located};
 use super::image::{Checker, ImageCheck};
 use super::policy::{self, Actions, Decision, Mode};
-use super::secrets::{in_pod_terms, PullSecrets};
+use super::secrets::{in_pod_terms, PullSecrets, Secrets};
 use crate::cluster::Cluster;
 use crate::kubelet::credentials::Keyring;
 use crate::kubelet::platform::Platform;
@@ -161,9 +161,79 @@ impl Evaluation {
     }
 }
 
+/// An object made ready to check: the images to resolve, with the credentials and
+/// platforms of its Pod ([`Engine::prepare`]); [`Engine::conclude`] turns the checks into
+/// the [`Evaluation`]. Between the two a caller may check the images itself (the scan
+/// checks each distinct image × credentials × platforms of a whole cluster once).
+pub struct Prepared {
+    evaluation: Evaluation,
+    namespace: String,
+    uses: Vec<ImageUse>,
+    /// The images to check, distinct, sorted.
+    images: Vec<String>,
+    secrets: Option<Arc<Secrets>>,
+    constraint: PlatformConstraint,
+    wanted: Vec<Platform>,
+}
+
+impl Prepared {
+    fn done(evaluation: Evaluation) -> Self {
+        Self {
+            evaluation,
+            namespace: String::new(),
+            uses: Vec::new(),
+            images: Vec::new(),
+            secrets: None,
+            constraint: PlatformConstraint::default(),
+            wanted: Vec::new(),
+        }
+    }
+
+    /// The distinct images to check (none when the object was skipped).
+    pub fn images(&self) -> &[String] {
+        &self.images
+    }
+
+    /// The keyring the kubelet would use for the Pod (`None` when nothing is checked).
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.secrets.as_ref().map(|s| &s.keyring)
+    }
+
+    /// The platforms the Pod may run on.
+    pub fn wanted(&self) -> &[Platform] {
+        &self.wanted
+    }
+
+    /// Why nothing is checked, when nothing is.
+    pub fn skipped(&self) -> Option<&str> {
+        self.evaluation.skipped.as_deref()
+    }
+}
+
 impl Engine {
     /// Checks one object: the decision path shared by the webhook and `pullcheck check`.
     pub async fn evaluate(&self, s: &Subject<'_>, mode: Mode, deadline: Instant) -> Evaluation {
+        let prepared = self.prepare(s, mode).await;
+        let Some(keyring) = prepared.keyring().cloned() else {
+            return prepared.evaluation;
+        };
+        let checks = self
+            .checker
+            .check_all(
+                &prepared.images,
+                &keyring,
+                &prepared.wanted,
+                Context::Cluster,
+                deadline,
+                self.settings.concurrency,
+            )
+            .await;
+        self.conclude(prepared, checks).await
+    }
+
+    /// Everything before the registry: exemptions, the images (and what is not checked),
+    /// the Pod's pull secrets and platforms.
+    pub async fn prepare(&self, s: &Subject<'_>, mode: Mode) -> Prepared {
         let mut mode = mode;
         let subject = format!("{} {}/{}", s.kind.as_str(), s.namespace, s.name);
         if self
@@ -172,7 +242,7 @@ impl Engine {
             .iter()
             .any(|g| glob_match(g, s.namespace))
         {
-            return Evaluation::skipped(subject, mode, "namespace exempt");
+            return Prepared::done(Evaluation::skipped(subject, mode, "namespace exempt"));
         }
         let workload = match &s.workload {
             Ok(w) => w,
@@ -182,13 +252,17 @@ impl Engine {
                 let mut ev = Evaluation::skipped(subject.clone(), mode, "unreadable");
                 ev.advisories
                     .push(format!("pullcheck could not read {subject}: {e}"));
-                return ev;
+                return Prepared::done(ev);
             }
         };
         if s.kind == WorkloadKind::Pod && workload.controller.is_some() && !s.ephemeral {
             match self.settings.owned_pods {
                 OwnedPods::Skip => {
-                    return Evaluation::skipped(subject, mode, "owned by a controller")
+                    return Prepared::done(Evaluation::skipped(
+                        subject,
+                        mode,
+                        "owned by a controller",
+                    ))
                 }
                 OwnedPods::Audit => mode = Mode::Audit,
                 OwnedPods::Check => {}
@@ -202,11 +276,11 @@ impl Engine {
         };
         let only: Option<BTreeSet<String>> = match change {
             PullChange::Nothing => {
-                return Evaluation::skipped(
+                return Prepared::done(Evaluation::skipped(
                     subject,
                     mode,
                     "no change to images, pull secrets, ServiceAccount or platform",
-                )
+                ))
             }
             PullChange::Images(images) => Some(images.into_iter().collect()),
             PullChange::Everything => None,
@@ -231,7 +305,7 @@ impl Engine {
             }
             uses.push(u);
         }
-        let mut ev = Evaluation {
+        let evaluation = Evaluation {
             subject,
             mode,
             skipped: None,
@@ -242,7 +316,7 @@ impl Engine {
             advice: Vec::new(),
         };
         if uses.is_empty() {
-            return ev;
+            return Prepared::done(evaluation);
         }
 
         let secrets = self
@@ -251,23 +325,42 @@ impl Engine {
             .await;
         let constraint = PlatformConstraint::of(&workload.spec);
         let wanted = self.wanted_platforms(&constraint);
-
         // The same image in several containers is resolved once.
-        let mut distinct: Vec<String> = uses.iter().map(|u| u.image.clone()).collect();
-        distinct.sort();
-        distinct.dedup();
-        let checks = self
-            .checker
-            .check_all(
-                &distinct,
-                &secrets.keyring,
-                &wanted,
-                Context::Cluster,
-                deadline,
-                self.settings.concurrency,
-            )
-            .await;
-        let namespace = s.namespace;
+        let mut images: Vec<String> = uses.iter().map(|u| u.image.clone()).collect();
+        images.sort();
+        images.dedup();
+        Prepared {
+            evaluation,
+            namespace: s.namespace.to_owned(),
+            uses,
+            images,
+            secrets: Some(secrets),
+            constraint,
+            wanted,
+        }
+    }
+
+    /// The evaluation of a prepared object from the checks of its images (those of
+    /// [`Prepared::images`], in any order; images without a check are left out).
+    pub async fn conclude(
+        &self,
+        prepared: Prepared,
+        mut checks: Vec<Arc<ImageCheck>>,
+    ) -> Evaluation {
+        let Prepared {
+            evaluation: mut ev,
+            namespace,
+            uses,
+            secrets,
+            constraint,
+            ..
+        } = prepared;
+        let Some(secrets) = secrets else {
+            return ev;
+        };
+        checks.sort_by(|a, b| a.image.cmp(&b.image));
+        checks.dedup_by(|a, b| a.image == b.image);
+        let namespace = namespace.as_str();
         let findings = &mut ev.findings;
         let advisories = &mut ev.advisories;
         let advisor = Advisor {

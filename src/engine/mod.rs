@@ -29,7 +29,7 @@ pub mod policy;
 mod secrets;
 
 pub use advice::{Advice, AdviceAction, AdviceClass, AdviceSettings};
-pub use evaluate::{place, Engine, Evaluation, OwnedPods, Settings, Subject};
+pub use evaluate::{place, Engine, Evaluation, OwnedPods, Prepared, Settings, Subject};
 pub use explain::Context;
 pub use finding::{Finding, FindingClass, Located};
 pub use image::{Checker, ImageCheck};
