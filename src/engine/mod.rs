@@ -12,7 +12,9 @@
 //!   kubelet does;
 //! - [`explain`]: registry errors and findings said in the user's terms;
 //! - [`evaluate`]: one object → an [`Evaluation`] ([`Engine`]);
-//! - [`policy`]: mode × finding class → deny, warn or record, and the words of the answer.
+//! - [`policy`]: mode × finding class → deny, warn or record, and the words of the answer;
+//! - [`scan`]: the cluster view — what runs, checked the same way, and Pods stuck pulling
+//!   explained.
 //!
 //! Depends on: [`crate::registry`], [`crate::cluster`], [`crate::kubelet`],
 //! [`crate::metrics`], [`crate::text`]. Never on `config`, `webhook` or `ci`: they build
@@ -26,6 +28,7 @@ pub mod facts;
 pub mod finding;
 pub mod image;
 pub mod policy;
+pub mod scan;
 mod secrets;
 
 pub use advice::{Advice, AdviceAction, AdviceClass, AdviceSettings};

@@ -210,7 +210,7 @@ impl ClusterView for KubeView {
                 let change = match item {
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
                         failing = false;
-                        Some(PodChange::Applied(p.into_listed()))
+                        Some(PodChange::Applied(Box::new(p.into_listed())))
                     }
                     Ok(watcher::Event::Delete(p)) => {
                         use kube::Resource as _;

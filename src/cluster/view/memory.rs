@@ -84,7 +84,7 @@ impl MemoryView {
             object.name.clone(),
         );
         if object.kind == WorkloadKind::Pod {
-            let _ = self.pods.send(PodChange::Applied(object.clone()));
+            let _ = self.pods.send(PodChange::Applied(Box::new(object.clone())));
         }
         self.state().objects.insert(key, object);
     }
@@ -231,7 +231,7 @@ impl ClusterView for MemoryView {
             .objects
             .values()
             .filter(|o| o.kind == WorkloadKind::Pod)
-            .map(|o| PodChange::Applied(o.clone()))
+            .map(|o| PodChange::Applied(Box::new(o.clone())))
             .collect();
         let later = futures::stream::unfold(receiver, |mut r| async move {
             loop {

@@ -137,7 +137,7 @@ pub struct NodeHealth {
 /// A live Pod changed (the background scan's watch).
 #[derive(Clone, Debug, PartialEq)]
 pub enum PodChange {
-    Applied(Listed),
+    Applied(Box<Listed>),
     Deleted { uid: String },
 }
 
