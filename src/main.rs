@@ -53,5 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Certs(args) => Ok(pullcheck::webhook::certs::run_certs(&args, &mut out)?),
+        Command::Scan(args) => {
+            let mut err = std::io::stderr();
+            Ok(runtime()?.block_on(ci::run_scan(&args, &mut out, &mut err))?)
+        }
     }
 }

@@ -40,6 +40,9 @@ pub enum Command {
     Check(Box<CheckArgs>),
     /// Create a CA and a serving certificate for `<service>.<namespace>.svc`.
     Certs(CertsArgs),
+    /// Check what runs in the cluster (like kubectl: in-cluster config, KUBECONFIG) and
+    /// explain every Pod stuck pulling.
+    Scan(Box<ScanArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +164,62 @@ pub struct ServeArgs {
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub advice: AdviceArgs,
+    /// Time between background scans of the cluster (`0`: none; never without a cluster)
+    /// [default: 10m, or the config file's `scan.interval`].
+    #[arg(long, env = "PULLCHECK_SCAN_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub scan_interval: Option<Duration>,
+    /// Most series of `pullcheck_workload_images`; the rest are folded into one series per
+    /// verdict [default: 10000].
+    #[arg(long, env = "PULLCHECK_SCAN_MAX_SERIES", value_name = "N")]
+    pub scan_max_series: Option<usize>,
+    #[command(flatten)]
+    pub scan: ScanLimitArgs,
+}
+
+/// How fast a scan asks registries; shared by `scan` and `serve`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScanLimitArgs {
+    /// A scan's resolutions in flight at once per registry host [default: 4].
+    #[arg(long, env = "PULLCHECK_SCAN_REGISTRY_CONCURRENCY", value_name = "N")]
+    pub scan_registry_concurrency: Option<usize>,
+    /// A scan's resolutions started per second per registry host [default: 10].
+    #[arg(long, env = "PULLCHECK_SCAN_REGISTRY_RATE", value_name = "PER_SECOND")]
+    pub scan_registry_rate: Option<f64>,
+}
+
+/// `pullcheck scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Scan this namespace (repeatable) [default: all namespaces].
+    #[arg(long = "namespace", short = 'n', value_name = "NS")]
+    pub namespaces: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ScanFormat,
+    /// YAML configuration file (the one of `serve`): exemptions, actions, registries, scan
+    /// limits.
+    #[arg(long, env = "PULLCHECK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Give up on images unresolved after this long (they count as timeout).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Distinct images checked at once (each still waits for its registry's turn).
+    #[arg(long, value_name = "N", default_value = "64")]
+    pub concurrency: usize,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub scan: ScanLimitArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Output formats of `scan`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ScanFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Advice on what pulls today but is fragile; shared by `check` and `serve` (over the

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::resolved::{ClusterConfig, EngineConfig};
+use crate::cluster::view::KubeView;
 use crate::cluster::{Cluster, KubeCluster, NoCluster};
 use crate::engine::advice::{FactSources, TagHistory};
 use crate::engine::{AdviceAction, AdviceClass, Checker, Engine};
 use crate::kubelet::credentials::{self, Keyring};
 use crate::metrics::Metrics;
-use crate::registry::cache::CachedRegistry;
+use crate::registry::cache::{CacheConfig, CachedRegistry};
 use crate::registry::disk::DiskCache;
 use crate::registry::names::TrackedHosts;
 use crate::registry::ratelimit::Budgets;
@@ -70,6 +71,34 @@ pub struct Assembled {
     pub disk: Option<Arc<DiskCache>>,
     /// Empty with a cluster; ` (no cluster: <why>)` without one (said on `/readyz`).
     pub cluster_status: String,
+    /// The registries behind the result cache (over the network, or the double given).
+    pub registry: Arc<dyn Registry>,
+    /// The cluster view of the discovered cluster (`scan`, the background scan); `None`
+    /// without one, or with a given cluster.
+    pub view: Option<KubeView>,
+}
+
+impl Assembled {
+    /// Another engine with the same settings, cluster, node keyring and metrics, whose
+    /// result cache asks `registry` (the scan's throttled layer over [`Assembled::registry`])
+    /// and keeps nothing beyond a moment: a scan wants today's answer.
+    pub fn sibling(&self, registry: Arc<dyn Registry>, config: &EngineConfig) -> Arc<Engine> {
+        let cache = CacheConfig {
+            positive_ttl: std::time::Duration::ZERO,
+            negative_ttl: std::time::Duration::ZERO,
+            ..config.cache.clone()
+        };
+        let metrics = Arc::clone(&self.engine.metrics);
+        let cached = CachedRegistry::new(registry, &cache, Arc::clone(&metrics));
+        let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()));
+        Arc::new(Engine::new(
+            Arc::new(checker),
+            Arc::clone(&self.engine.cluster),
+            Arc::clone(&self.keyring),
+            config.settings.clone(),
+            metrics,
+        ))
+    }
 }
 
 /// Builds the engine from `config`. Local settings are checked first (the docker config,
@@ -102,11 +131,15 @@ pub async fn engine(config: &EngineConfig, wiring: Wiring) -> anyhow::Result<Ass
         sizes: config.settings.actions.advice(AdviceClass::GiantImage) != AdviceAction::Off,
         tags: wiring.tag_history,
     };
-    let cached = CachedRegistry::new(registry, &config.cache, Arc::clone(&wiring.metrics));
+    let cached = CachedRegistry::new(
+        Arc::clone(&registry),
+        &config.cache,
+        Arc::clone(&wiring.metrics),
+    );
     let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()))
         .with_advice(budgets, sources);
-    let (cluster, cluster_status) = match wiring.cluster {
-        ClusterWiring::Given(cluster) => (cluster, String::new()),
+    let (cluster, cluster_status, view) = match wiring.cluster {
+        ClusterWiring::Given(cluster) => (cluster, String::new(), None),
         ClusterWiring::Configured(c) => discover(&c).await,
     };
     let keyring = Arc::new(keyring);
@@ -123,12 +156,14 @@ pub async fn engine(config: &EngineConfig, wiring: Wiring) -> anyhow::Result<Ass
         warnings,
         disk,
         cluster_status,
+        registry,
+        view,
     })
 }
 
 /// The cluster kubectl would find, or none (`--no-cluster`, or none reachable: served
-/// without it, and said in the log and in the status).
-pub async fn discover(config: &ClusterConfig) -> (Arc<dyn Cluster>, String) {
+/// without it, and said in the log and in the status); its view when found.
+pub async fn discover(config: &ClusterConfig) -> (Arc<dyn Cluster>, String, Option<KubeView>) {
     let reason = match *config {
         ClusterConfig::Disabled => {
             tracing::warn!("no cluster (--no-cluster): pull secrets, ServiceAccounts and node platforms are not checked");
@@ -138,7 +173,10 @@ pub async fn discover(config: &ClusterConfig) -> (Arc<dyn Cluster>, String) {
             secret_ttl,
             negative_ttl,
         } => match KubeCluster::connect(secret_ttl, negative_ttl).await {
-            Ok(c) => return (Arc::new(c), String::new()),
+            Ok(c) => {
+                let view = KubeView::new(c.client().clone());
+                return (Arc::new(c), String::new(), Some(view));
+            }
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::warn!(
@@ -150,7 +188,7 @@ pub async fn discover(config: &ClusterConfig) -> (Arc<dyn Cluster>, String) {
         },
     };
     let status = format!(" (no cluster: {reason})");
-    (Arc::new(NoCluster { reason }), status)
+    (Arc::new(NoCluster { reason }), status, None)
 }
 
 /// The keyring of `--docker-config`, plus warnings to show.

@@ -52,6 +52,24 @@ pub struct FileConfig {
     pub server: ServerFile,
     #[serde(default)]
     pub advice: AdviceFile,
+    #[serde(default)]
+    pub scan: ScanFile,
+}
+
+/// `scan:` of the YAML file: the cluster view (`pullcheck scan`, the background scan of
+/// `serve`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScanFile {
+    /// Time between background scans of `serve`; `0` turns them off.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub interval: Option<Duration>,
+    /// Resolutions in flight at once per registry host.
+    pub registry_concurrency: Option<usize>,
+    /// Resolutions started per second per registry host.
+    pub registry_rate: Option<f64>,
+    /// Most series of `pullcheck_workload_images`; the rest are folded.
+    pub max_series: Option<usize>,
 }
 
 /// `advice:` of the YAML file (the flags of [`super::args::AdviceArgs`]).

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 
 use super::args::{AdviceArgs, CheckArgs, RegistryArgs, ServeArgs, ServerArgs};
 use super::file::{AdviceFile, FileConfig, ServerFile};
+use super::scan::ScanSettings;
 use crate::engine::{Action, Actions, AdviceSettings, FindingClass, Mode, OwnedPods, Settings};
 use crate::kubelet::platform::Platform;
 use crate::registry::cache::CacheConfig;
@@ -58,6 +59,8 @@ pub struct ServeConfig {
     /// Plain-HTTP listener for metrics and probes.
     pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
+    /// The background scan.
+    pub scan: ScanSettings,
 }
 
 /// Largest AdmissionReview accepted by default: the API server sends object and oldObject
@@ -77,12 +80,15 @@ impl ServeConfig {
             advice: &args.advice,
         };
         let engine = resolve_engine(&file, &flags, SERVE_DEFAULTS)?;
+        let scan =
+            ScanSettings::resolve(&file, &args.scan, args.scan_interval, args.scan_max_series)?;
         let limits = resolve_limits(&args.server, &file.server)?;
         let d = Deadline::default();
         Ok(Self {
             listen: args.listen,
             tls: args.tls_cert.clone().zip(args.tls_key.clone()),
             engine,
+            scan,
             cluster: if args.no_cluster {
                 ClusterConfig::Disabled
             } else {
@@ -159,24 +165,24 @@ impl CheckConfig {
 }
 
 /// The flags `serve` and `check` share, and where the file came from.
-struct Flags<'a> {
-    config: Option<&'a Path>,
-    registry: &'a RegistryArgs,
-    default_mode: Option<Mode>,
-    owned_pods: Option<OwnedPods>,
-    concurrency: Option<usize>,
-    advice: &'a AdviceArgs,
+pub(super) struct Flags<'a> {
+    pub(super) config: Option<&'a Path>,
+    pub(super) registry: &'a RegistryArgs,
+    pub(super) default_mode: Option<Mode>,
+    pub(super) owned_pods: Option<OwnedPods>,
+    pub(super) concurrency: Option<usize>,
+    pub(super) advice: &'a AdviceArgs,
 }
 
 /// What a setting is when neither a flag nor the file says: (mode, controller-owned Pods,
 /// images of one object at once).
-type Defaults = (Mode, OwnedPods, usize);
-const SERVE_DEFAULTS: Defaults = (Mode::Warn, OwnedPods::Audit, 16);
+pub(super) type Defaults = (Mode, OwnedPods, usize);
+pub(super) const SERVE_DEFAULTS: Defaults = (Mode::Warn, OwnedPods::Audit, 16);
 const CHECK_DEFAULTS: Defaults = (Mode::Enforce, OwnedPods::Check, CHECK_CONCURRENCY);
 
 /// The engine's configuration, flags over the file over `defaults`: the one resolution
 /// `serve` and `check` share, so both decide alike from the same file.
-fn resolve_engine(
+pub(super) fn resolve_engine(
     file: &FileConfig,
     flags: &Flags<'_>,
     defaults: Defaults,

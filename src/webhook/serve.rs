@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::config::assemble::{self, ClusterWiring, Wiring};
+use crate::config::assemble::{self, Assembled, ClusterWiring, Wiring};
 use crate::config::Limits;
-use crate::config::{LogFormat, ServeArgs, ServeConfig};
+use crate::config::{ClusterConfig, LogFormat, ServeArgs, ServeConfig};
+use crate::engine::scan::{Background, LeaseConfig, ScanMetrics, ScanRegistry, Scanner, Throttle};
 use crate::metrics::Metrics;
 use crate::webhook::http::{self, AppState, SHUTDOWN_GRACE};
 use crate::webhook::listener::Listener;
@@ -43,12 +44,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(&args)?;
     let mut metrics = Metrics::default();
     let connection_metrics = ConnectionMetrics::register(metrics.registry_mut());
+    let scanning = !config.scan.interval.is_zero() && config.cluster != ClusterConfig::Disabled;
+    let scan_metrics = scanning.then(|| {
+        Arc::new(ScanMetrics::register(
+            metrics.registry_mut(),
+            config.scan.max_series,
+        ))
+    });
     let wiring = Wiring::new(ClusterWiring::Configured(config.cluster), Arc::new(metrics));
     let assembled = assemble::engine(&config.engine, wiring).await?;
     for note in &assembled.warnings {
         tracing::warn!(%note, "--docker-config");
     }
     let metrics = Arc::clone(&assembled.engine.metrics);
+    let background = match scan_metrics {
+        Some(m) => background_scan(&assembled, &config, m),
+        None => {
+            tracing::info!("background scan off (--scan-interval 0 or --no-cluster)");
+            None
+        }
+    };
     let state = Arc::new(AppState::new(
         assembled.engine,
         metrics,
@@ -137,18 +152,93 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout_s = config.limits.idle_timeout.as_secs_f64(),
         "pullcheck serving"
     );
+    let background = background.map(|b| tokio::spawn(b.run(stopped.clone())));
     tokio::spawn(shutdown_on_signal(stop, Arc::clone(&state)));
     // The metrics and probes listener outlives the webhook's drain: /readyz keeps saying
     // "not ready" while in-flight reviews finish.
     let (stop_probes, probes_stopped) = watch::channel(false);
     let probes = probes.map(|p| tokio::spawn(p.serve(probes_stopped, Duration::from_secs(1))));
     webhook.serve(stopped, SHUTDOWN_GRACE).await;
+    if let Some(b) = background {
+        // Releases the Lease, so another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), b).await;
+    }
     let _ = stop_probes.send(true);
     if let Some(p) = probes {
         let _ = p.await;
     }
     tracing::info!("pullcheck stopped");
     Ok(())
+}
+
+/// Name of the Lease the replicas elect the scanning one with.
+pub const SCAN_LEASE: &str = "pullcheck-scan";
+
+/// The background scan, when there is a cluster: the Lease in `POD_NAMESPACE` (else the
+/// client's namespace) held as `POD_NAME` (else the host name).
+fn background_scan(
+    assembled: &Assembled,
+    config: &ServeConfig,
+    metrics: Arc<ScanMetrics>,
+) -> Option<Background> {
+    let Some(view) = assembled.view.clone() else {
+        tracing::info!("background scan off: no cluster");
+        return None;
+    };
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| view.default_namespace().to_owned());
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "pullcheck".to_owned());
+    let throttle = Arc::new(Throttle::new(config.scan.registry));
+    let per_scan = Arc::new(ScanRegistry::per_scan(
+        Arc::clone(&assembled.registry),
+        Arc::clone(&throttle),
+    ));
+    // Diagnoses between scans: a burst of Pods of one Deployment asks once.
+    let fresh = Arc::new(ScanRegistry::fresh(
+        Arc::clone(&assembled.registry),
+        throttle,
+        Duration::from_secs(10),
+    ));
+    let view = Arc::new(view);
+    let run = crate::engine::scan::Settings::default();
+    let scanner = Scanner::new(
+        assembled.sibling(per_scan.clone(), &config.engine),
+        per_scan,
+        view.clone(),
+        run.clone(),
+    );
+    let live = Scanner::new(
+        assembled.sibling(fresh.clone(), &config.engine),
+        fresh,
+        view.clone(),
+        run,
+    );
+    Some(Background {
+        scanner: Arc::new(scanner),
+        live: Arc::new(live),
+        sink: view.clone(),
+        leases: view,
+        metrics,
+        interval: config.scan.interval,
+        lease: LeaseConfig {
+            namespace,
+            name: SCAN_LEASE.to_owned(),
+            identity,
+            timing: Default::default(),
+        },
+        event_min_interval: config.scan.interval.min(Duration::from_secs(600)),
+    })
 }
 
 /// Raises the soft open-file limit to the hard one (as Go programs do at start: container

@@ -52,6 +52,11 @@ impl KubeView {
         }
     }
 
+    /// The namespace of the client's configuration (in a Pod: its own).
+    pub fn default_namespace(&self) -> &str {
+        self.client.default_namespace()
+    }
+
     /// Objects per list request (at least 1).
     pub fn with_page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.max(1);
