@@ -17,6 +17,10 @@
 //!   every node as `ADDED`, then a `BOOKMARK` annotated `k8s.io/initial-events-end`) and is
 //!   held open until `timeoutSeconds` (default 1800) or the server stops.
 //!
+//! - workloads, Pods with statuses, core/v1 and events.k8s.io/v1 Events, Leases: see
+//!   `apiserver_objects.rs` (get, list, watch; Events created and patched, Leases created
+//!   and updated, validated like the real server).
+//!
 //! Anything else answers a `Status` (404, 405, 400) as the real server would. Every request
 //! is logged before anything else (see [`FakeApiServer::count`]), so injected failures and
 //! delays are counted too.
@@ -51,6 +55,9 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use super::tls::{install_crypto_provider, TestCa};
 
+#[path = "apiserver_objects.rs"]
+mod objects;
+
 /// The bearer token of the kubeconfig; any other answers 401.
 pub const TOKEN: &str = "pullcheck-fake-apiserver-token";
 /// The `gitVersion` `GET /version` reports.
@@ -73,6 +80,7 @@ pub struct FakeApiServer {
 struct Shared {
     store: Mutex<Store>,
     node_events: broadcast::Sender<NodeEvent>,
+    object_events: broadcast::Sender<objects::ObjEvent>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -84,6 +92,8 @@ struct Store {
     service_accounts: BTreeMap<(String, String), SaRec>,
     nodes: BTreeMap<String, NodeRec>,
     node_history: Vec<NodeEvent>,
+    objects: BTreeMap<objects::ObjKey, Value>,
+    object_history: Vec<objects::ObjEvent>,
     requests: Vec<ApiRequest>,
     fail: Option<u16>,
     delay: Option<Duration>,
@@ -126,6 +136,8 @@ struct NodeRec {
     arch: String,
     uid: String,
     rv: u64,
+    /// Condition `DiskPressure` is `True`.
+    disk_pressure: bool,
 }
 
 #[derive(Clone)]
@@ -157,10 +169,12 @@ impl FakeApiServer {
         let port = listener.local_addr().expect("fake apiserver addr").port();
 
         let (node_events, _) = broadcast::channel(4096);
+        let (object_events, _) = broadcast::channel(16384);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::default()),
             node_events,
+            object_events,
             shutdown,
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -307,9 +321,9 @@ current-context: fake
     pub fn put_node(&self, name: &str, os: &str, arch: &str) {
         let mut s = self.store();
         let rv = s.next_rv();
-        let (kind, uid) = match s.nodes.get(name) {
-            Some(old) => ("MODIFIED", old.uid.clone()),
-            None => ("ADDED", uid(rv)),
+        let (kind, uid, disk_pressure) = match s.nodes.get(name) {
+            Some(old) => ("MODIFIED", old.uid.clone(), old.disk_pressure),
+            None => ("ADDED", uid(rv), false),
         };
         let node = NodeRec {
             name: name.to_owned(),
@@ -317,12 +331,24 @@ current-context: fake
             arch: arch.to_owned(),
             uid,
             rv,
+            disk_pressure,
         };
         s.nodes.insert(name.to_owned(), node.clone());
         let event = NodeEvent { rv, kind, node };
         s.node_history.push(event.clone());
         // Sent under the lock: a watch subscribing under the same lock misses nothing.
         let _ = self.shared.node_events.send(event);
+    }
+
+    /// Sets a Node's `DiskPressure` condition (MODIFIED to open watches).
+    pub fn set_disk_pressure(&self, name: &str, on: bool) {
+        let (os, arch) = {
+            let mut s = self.store();
+            let node = s.nodes.get_mut(name).expect("no such node");
+            node.disk_pressure = on;
+            (node.os.clone(), node.arch.clone())
+        };
+        self.put_node(name, &os, &arch);
     }
 
     /// Removes a Node (DELETED to open watches).
@@ -528,6 +554,14 @@ fn node_json(node: &NodeRec) -> Value {
         "metadata": m,
         "spec": {},
         "status": {
+            "conditions": [{
+                "type": "DiskPressure",
+                "status": if node.disk_pressure { "True" } else { "False" },
+                "reason": if node.disk_pressure { "KubeletHasDiskPressure" } else { "KubeletHasNoDiskPressure" },
+                "message": if node.disk_pressure { "kubelet has disk pressure" } else { "kubelet has no disk pressure" },
+                "lastHeartbeatTime": CREATED,
+                "lastTransitionTime": CREATED,
+            }],
             "nodeInfo": {
                 "architecture": node.arch,
                 "operatingSystem": node.os,
@@ -769,6 +803,19 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         == Some(format!("Bearer {TOKEN}").as_str());
     if path != "/version" && !authorized {
         return status(401, "Unauthorized", None);
+    }
+    let segments: Vec<&str> = path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    if let Some(route) = objects::route(&segments) {
+        let shape = match shape(request.headers()) {
+            Ok(s) => s,
+            Err(response) => return *response,
+        };
+        let params = Params::parse(&query);
+        return objects::handle(&shared, &method, route, &params, shape, request).await;
     }
     if method != Method::GET {
         return status(

@@ -50,6 +50,8 @@ pub struct Options<'a> {
     pub identity: Option<String>,
     /// The CA and serving certificate to serve with; new ones when not given.
     pub certificates: Option<&'a (Pem, Pem)>,
+    /// Environment variables of the process (`POD_NAME`, `POD_NAMESPACE`).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -115,6 +117,11 @@ impl Server {
             cmd.arg("--plain-http").arg(host);
         }
         cmd.args(&opts.args);
+        // The background scan only where a test asks for it: the others count requests.
+        if !opts.args.iter().any(|a| a.starts_with("--scan-interval")) {
+            cmd.arg("--scan-interval=0");
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if let Some(registry) = opts.registry {
             match registry.ca_path() {
                 Some(ca) => {
@@ -219,6 +226,17 @@ impl Server {
             .unwrap_or_else(|e| panic!("POST: {e}\n{}", self.log()));
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// Asks the process to stop (SIGTERM), as the kubelet does, and waits for it to exit.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid}");
+        let _ = self.child.wait();
     }
 
     pub async fn healthy(&mut self) -> bool {
