@@ -471,3 +471,30 @@ async fn serve_replicas_elect_one_scanner_write_each_event_once_and_hand_over() 
     assert_eq!(ev[0]["series"]["count"], 2, "{}", ev[0]);
     assert_eq!(events_about(&api, "late-0", "PullcheckDiagnosis").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_finds_a_password_changed_at_the_registry() {
+    let (api, mut reg) = cluster_and_registry().await;
+    let web = format!("{}/team/web:1", reg.host());
+    api.put_object(deployment("web", &web, Some("regcred"), 1));
+    let (out, lines) = scan(&api, &reg, &[]);
+    assert_eq!(out.status.code(), Some(0), "{lines:#?}");
+    assert_eq!(line(&lines, "Deployment", "web")["verdict"], "ok");
+    // The registry's password rotates; the pull secret still holds the old one.
+    reg.set_password(ALICE.0, "rotated-pw").await;
+    let (out, lines) = scan(&api, &reg, &[]);
+    assert_eq!(out.status.code(), Some(1), "{lines:#?}");
+    let l = line(&lines, "Deployment", "web");
+    assert_eq!(l["verdict"], "unauthorized", "{l}");
+    assert!(
+        l["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the credentials"),
+        "{l}"
+    );
+    assert!(
+        l["fix"].as_str().unwrap().contains("secret/regcred"),
+        "names the secret it tried: {l}"
+    );
+}

@@ -236,52 +236,7 @@ impl TestRegistry {
             let config_path = root.join("config.yml");
             write(&config_path, &config);
 
-            let mut command = Command::new(&binary);
-            command
-                .arg("serve")
-                .arg(&config_path)
-                .current_dir(root)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            // Environment variables REGISTRY_* would override the config file.
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("REGISTRY_") {
-                    command.env_remove(key);
-                }
-            }
-            let mut child = command
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
-
-            let log = Arc::new(Mutex::new(LogBuffer {
-                lines: Vec::new(),
-                last_line_at: Instant::now(),
-            }));
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let out_reader = {
-                let log = log.clone();
-                spawn_line_reader(child.stdout.take().expect("stdout"), move |line| {
-                    let mut log = log.lock().unwrap();
-                    log.lines.push(line);
-                    log.last_line_at = Instant::now();
-                })
-            };
-            let err_reader = {
-                let stderr = stderr.clone();
-                spawn_line_reader(child.stderr.take().expect("stderr"), move |line| {
-                    let mut stderr = stderr.lock().unwrap();
-                    stderr.push_str(&line);
-                    stderr.push('\n');
-                })
-            };
-            let mut process = RegistryProcess {
-                child,
-                log,
-                stderr,
-                readers: vec![out_reader, err_reader],
-            };
+            let mut process = spawn(&binary, &config_path, root);
             let url = format!(
                 "{}://127.0.0.1:{port}/v2/",
                 if opts.tls { "https" } else { "http" }
@@ -306,6 +261,50 @@ impl TestRegistry {
             }
         }
         panic!("docker-registry could not get a free port in 3 tries; stderr:\n{last_error}");
+    }
+
+    /// Changes `user`'s password (an htpasswd registry): rewrites the htpasswd file and
+    /// restarts the registry on the same port and storage (distribution 2.8 reads the
+    /// file once, at start).
+    pub async fn set_password(&mut self, user: &str, password: &str) {
+        assert_eq!(
+            self.auth,
+            Auth::Htpasswd,
+            "set_password needs an htpasswd registry"
+        );
+        let root = self.dir.path().to_path_buf();
+        let path = root.join("htpasswd");
+        let old = std::fs::read_to_string(&path).expect("read htpasswd");
+        let hash = bcrypt::hash(password, 4).expect("bcrypt");
+        let mut found = false;
+        let new: String = old
+            .lines()
+            .map(|l| {
+                if l.split_once(':').is_some_and(|(u, _)| u == user) {
+                    found = true;
+                    format!("{user}:{hash}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert!(found, "no user {user} in htpasswd");
+        write(&path, &new);
+        let url = format!("{}/v2/", self.url());
+        let _ = self.process.child.start_kill();
+        let _ = self.process.child.wait().await;
+        for _attempt in 0..20 {
+            let process = spawn(&find_binary(), &root.join("config.yml"), &root);
+            drop(std::mem::replace(&mut self.process, process));
+            match self.process.wait_ready(&self.client, &url).await {
+                Ok(()) => return,
+                Err(StartError::AddrInUse(_)) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(StartError::Failed(message)) => panic!("{message}"),
+            }
+        }
+        panic!("docker-registry did not restart on port {}", self.port);
     }
 
     /// "127.0.0.1:PORT"
@@ -443,6 +442,56 @@ impl RegistryProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// Starts `docker-registry serve <config>` in `root`, its output read into buffers.
+fn spawn(binary: &Path, config_path: &Path, root: &Path) -> RegistryProcess {
+    let mut command = Command::new(binary);
+    command
+        .arg("serve")
+        .arg(config_path)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // Environment variables REGISTRY_* would override the config file.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("REGISTRY_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+
+    let log = Arc::new(Mutex::new(LogBuffer {
+        lines: Vec::new(),
+        last_line_at: Instant::now(),
+    }));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let out_reader = {
+        let log = log.clone();
+        spawn_line_reader(child.stdout.take().expect("stdout"), move |line| {
+            let mut log = log.lock().unwrap();
+            log.lines.push(line);
+            log.last_line_at = Instant::now();
+        })
+    };
+    let err_reader = {
+        let stderr = stderr.clone();
+        spawn_line_reader(child.stderr.take().expect("stderr"), move |line| {
+            let mut stderr = stderr.lock().unwrap();
+            stderr.push_str(&line);
+            stderr.push('\n');
+        })
+    };
+    RegistryProcess {
+        child,
+        log,
+        stderr,
+        readers: vec![out_reader, err_reader],
     }
 }
 
