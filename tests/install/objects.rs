@@ -29,6 +29,8 @@ fn every_object_has_its_kubernetes_type_and_no_unknown_fields(#[case] dir: &str)
             "ServiceAccount" => round_trip::<ServiceAccount>(object),
             "ClusterRole" => round_trip::<ClusterRole>(object),
             "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(object),
+            "Role" => round_trip::<Role>(object),
+            "RoleBinding" => round_trip::<RoleBinding>(object),
             "ConfigMap" => round_trip::<ConfigMap>(object),
             "Service" => round_trip::<Service>(object),
             "Deployment" => round_trip::<Deployment>(object),
