@@ -28,8 +28,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    bad_request, event_line, json_response, list_response, lock, shaped, status, uid,
-    FakeApiServer, FieldTerm, Params, Reject, Shape, Shared, CREATED, DEFAULT_WATCH_TIMEOUT,
+    bad_request, event_line, json_response, lock, shaped, status, uid, FakeApiServer, FieldTerm,
+    Params, Reject, Shape, Shared, CREATED, DEFAULT_WATCH_TIMEOUT,
 };
 
 /// (group/version, resource, kind).
@@ -420,6 +420,9 @@ fn not_found(gv: &str, resource: &str, name: &str) -> Response {
     )
 }
 
+/// A list page: objects in (namespace, name) order after the `continue` token
+/// (`namespace/name` of the last one sent), at most `limit`; only the page is cloned, so
+/// paging through 100,000 Pods stays linear.
 fn list(
     shared: &Shared,
     gv: &str,
@@ -430,15 +433,80 @@ fn list(
     params: &Params,
 ) -> Result<Response, Reject> {
     let filter = Filter::new(gv, resource, ns, params)?;
+    let limit = match params.get("limit").map(str::parse::<usize>) {
+        None | Some(Ok(0)) => usize::MAX,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Err(Box::new(bad_request("invalid limit"))),
+    };
+    let after = match params.get("continue").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => match t.split_once('/') {
+            Some((n, name)) => Some((n.to_owned(), name.to_owned())),
+            None => return Err(Box::new(status(
+                410,
+                "the provided continue parameter is too old to display a consistent list result",
+                None,
+            ))),
+        },
+    };
+    let g = gvr(gv, resource);
+    let from = match (&after, ns) {
+        (Some((n, name)), _) => (g.clone(), n.clone(), name.clone()),
+        (None, Some(n)) => (g.clone(), n.to_owned(), String::new()),
+        (None, None) => (g.clone(), String::new(), String::new()),
+    };
     let s = lock(shared);
-    let mut items: Vec<(String, Value)> = s
-        .objects
-        .iter()
-        .filter(|((g, n, _), o)| filter.matches(g, n, o))
-        .map(|((_, n, name), o)| (format!("{n}/{name}"), o.clone()))
+    let mut items = Vec::new();
+    let mut next = None;
+    for ((og, on, oname), o) in s.objects.range(from..) {
+        if *og != g || ns.is_some_and(|n| n != on) {
+            break;
+        }
+        if after
+            .as_ref()
+            .is_some_and(|(n, name)| (on, oname) <= (n, name))
+        {
+            continue;
+        }
+        if !filter.matches(og, on, o) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().map(|(k, _): &(String, Value)| k.clone());
+            break;
+        }
+        items.push((format!("{on}/{oname}"), o.clone()));
+    }
+    let mut list_meta = json!({ "resourceVersion": s.rv.to_string() });
+    drop(s);
+    if let Some(token) = next {
+        list_meta["continue"] = json!(token);
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|(_, mut v)| match shape {
+            Shape::Metadata => shaped(v, shape),
+            Shape::Full => {
+                // The real server leaves kind/apiVersion out of list items.
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("kind");
+                    o.remove("apiVersion");
+                }
+                v
+            }
+        })
         .collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(list_response(kind, shape, s.rv, items, params))
+    let (kind, api_version) = match shape {
+        Shape::Full => (format!("{kind}List"), gv.to_owned()),
+        Shape::Metadata => (
+            "PartialObjectMetadataList".to_owned(),
+            "meta.k8s.io/v1".to_owned(),
+        ),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "kind": kind, "apiVersion": api_version, "metadata": list_meta, "items": items }),
+    ))
 }
 
 fn invalid(kind: &str, gv: &str, name: &str, causes: &[(String, String)]) -> Reject {
