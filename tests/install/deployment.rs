@@ -255,6 +255,7 @@ fn the_config_file_uses_known_keys_and_agrees_with_the_default_mode() {
         "controllerOwnedPods",
         "cache",
         "registries",
+        "scan",
     ]
     .into();
     for install in installs() {
@@ -265,6 +266,8 @@ fn the_config_file_uses_known_keys_and_agrees_with_the_default_mode() {
             .remove("config.yaml")
             .expect("config.yaml key");
         let config: serde_json::Map<String, Value> = serde_saphyr::from_str(&text).unwrap();
+        pullcheck::config::FileConfig::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: config.yaml: {e:#}", install.dir));
         for key in config.keys() {
             let key = key.as_str();
             assert!(
