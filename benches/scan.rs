@@ -98,7 +98,7 @@ fn fill(api: &FakeApiServer, host: &str, workloads: usize, pods: usize, images: 
     let auth = dockerconfig(host, ALICE.0, ALICE.1);
     for n in 0..NAMESPACES {
         api.put_service_account(&ns(n), "default", &[]);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             api.put_secret(
                 &ns(n),
                 "regcred",
@@ -117,18 +117,12 @@ fn fill(api: &FakeApiServer, host: &str, workloads: usize, pods: usize, images: 
     let daemonsets = workloads / 20;
     let cronjobs = workloads / 40;
     // Pods: 80% of ReplicaSets, 10% of StatefulSets, 10% of DaemonSets.
-    let per = |share: usize, owners: usize| {
-        if owners == 0 {
-            0
-        } else {
-            pods * share / 100 / owners
-        }
-    };
+    let per = |share: usize, owners: usize| (pods * share / 100).checked_div(owners).unwrap_or(0);
     let mut k = 0usize; // index of a checked workload
     let image_of = |k: &mut usize| {
         let i = (*k * 7919) % images;
         let namespace = ns(*k);
-        let secret = (*k % NAMESPACES) % 2 == 0;
+        let secret = (*k % NAMESPACES).is_multiple_of(2);
         *k += 1;
         (i, namespace, secret)
     };
@@ -142,10 +136,10 @@ fn fill(api: &FakeApiServer, host: &str, workloads: usize, pods: usize, images: 
                         secret: bool| {
         for j in 0..n {
             let name = format!("{}-{j}", owner["metadata"]["name"].as_str().unwrap());
-            let stuck = pod_no % 100 == 0;
+            let stuck = pod_no.is_multiple_of(100);
             let status = if stuck {
                 c.stuck += 1;
-                let message = if pod_no % 200 == 0 {
+                let message = if pod_no.is_multiple_of(200) {
                     format!("Back-off pulling image \"{}\"", img(i))
                 } else {
                     format!("Back-off pulling image \"{0}\": ErrImagePull: failed to pull and unpack image \"{0}\": failed to resolve reference \"{0}\": unexpected status from HEAD request: 503 Service Unavailable", img(i))

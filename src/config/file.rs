@@ -203,7 +203,8 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 
 impl FileConfig {
     /// The keys present that only `serve` uses (a server's connections, review deadlines and
-    /// body sizes, and its cluster reads): `check` accepts them and says it does not use them.
+    /// body sizes, its cluster reads, and the cluster view's `scan:`, which `pullcheck scan`
+    /// reads too): `check` accepts them and says it does not use them.
     pub fn serve_only_keys(&self) -> Vec<&'static str> {
         let s = &self.server;
         let server = s.client_ca.is_some()
@@ -215,11 +216,17 @@ impl FileConfig {
             || s.keepalive_interval.is_some();
         let deadline = self.deadline.margin.is_some() || self.deadline.cap.is_some();
         let cluster = self.cluster.secret_ttl.is_some() || self.cluster.negative_ttl.is_some();
+        let c = &self.scan;
+        let scan = c.interval.is_some()
+            || c.registry_concurrency.is_some()
+            || c.registry_rate.is_some()
+            || c.max_series.is_some();
         [
             (server, "server"),
             (deadline, "deadline"),
             (self.max_body_bytes.is_some(), "maxBodyBytes"),
             (cluster, "cluster"),
+            (scan, "scan"),
         ]
         .into_iter()
         .filter_map(|(present, key)| present.then_some(key))

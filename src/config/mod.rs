@@ -20,5 +20,7 @@ pub use args::{
 
 pub use assemble::{Assembled, ClusterWiring, Wiring};
 pub use file::FileConfig;
-pub use resolved::{CheckConfig, ClusterConfig, Deadline, EngineConfig, Limits, ServeConfig};
-pub use scan::{ScanConfig, ScanSettings};
+pub use resolved::{
+    CheckConfig, ClusterConfig, Deadline, EngineConfig, Limits, ScanSettings, ServeConfig,
+};
+pub use scan::ScanConfig;

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use super::args::{AdviceArgs, CheckArgs, RegistryArgs, ServeArgs, ServerArgs};
+use super::args::{AdviceArgs, CheckArgs, RegistryArgs, ScanLimitArgs, ServeArgs, ServerArgs};
 use super::file::{AdviceFile, FileConfig, ServerFile};
-use super::scan::ScanSettings;
+use crate::engine::scan::metrics::DEFAULT_MAX_SERIES;
+use crate::engine::scan::Limits as ScanLimits;
 use crate::engine::{Action, Actions, AdviceSettings, FindingClass, Mode, OwnedPods, Settings};
 use crate::kubelet::platform::Platform;
 use crate::registry::cache::CacheConfig;
@@ -448,6 +449,55 @@ fn resolve_limits(args: &ServerArgs, file: &ServerFile) -> anyhow::Result<Limits
         }
     }
     Ok(limits)
+}
+
+/// Default time between background scans.
+pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(600);
+
+/// How the cluster is scanned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanSettings {
+    /// Between background scans of `serve`; zero: none.
+    pub interval: Duration,
+    /// Per registry host.
+    pub registry: ScanLimits,
+    /// Most series of `pullcheck_workload_images`.
+    pub max_series: usize,
+}
+
+impl ScanSettings {
+    /// Flags over `scan:` over defaults, each checked.
+    pub fn resolve(
+        file: &FileConfig,
+        limits: &ScanLimitArgs,
+        interval: Option<Duration>,
+        max_series: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let d = ScanLimits::default();
+        let concurrency = limits
+            .scan_registry_concurrency
+            .or(file.scan.registry_concurrency)
+            .unwrap_or(d.concurrency);
+        let rate = limits
+            .scan_registry_rate
+            .or(file.scan.registry_rate)
+            .unwrap_or(d.rate);
+        if concurrency == 0 {
+            bail!("--scan-registry-concurrency (scan.registryConcurrency) must be at least 1");
+        }
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--scan-registry-rate (scan.registryRate) must be a positive number of resolutions per second, not {rate}");
+        }
+        Ok(Self {
+            interval: interval
+                .or(file.scan.interval)
+                .unwrap_or(DEFAULT_SCAN_INTERVAL),
+            registry: ScanLimits { concurrency, rate },
+            max_series: max_series
+                .or(file.scan.max_series)
+                .unwrap_or(DEFAULT_MAX_SERIES),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,65 +1,16 @@
-//! The cluster view's settings: `pullcheck scan`'s ([`ScanConfig`]) and the background
-//! scan's of `serve` ([`ScanSettings`]), flags over the YAML file's `scan:` over defaults.
+//! `pullcheck scan`'s settings ([`ScanConfig`]): the webhook's engine settings (`--config`,
+//! the registry flags) in enforce mode, and the cluster view's ([`ScanSettings`], shared
+//! with the background scan of `serve`).
 
 use std::time::Duration;
 
-use anyhow::bail;
-
-use super::args::{AdviceArgs, ScanArgs, ScanLimitArgs};
+use super::args::{AdviceArgs, ScanArgs};
 use super::file::FileConfig;
-use super::resolved::{resolve_engine, ClusterConfig, EngineConfig, Flags, SERVE_DEFAULTS};
-use crate::engine::scan::metrics::DEFAULT_MAX_SERIES;
-use crate::engine::scan::{self, Limits};
+use super::resolved::{
+    resolve_engine, ClusterConfig, EngineConfig, Flags, ScanSettings, SERVE_DEFAULTS,
+};
+use crate::engine::scan;
 use crate::engine::{Mode, OwnedPods};
-
-/// Default time between background scans.
-pub const DEFAULT_SCAN_INTERVAL: Duration = Duration::from_secs(600);
-
-/// How the cluster is scanned.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScanSettings {
-    /// Between background scans of `serve`; zero: none.
-    pub interval: Duration,
-    /// Per registry host.
-    pub registry: Limits,
-    /// Most series of `pullcheck_workload_images`.
-    pub max_series: usize,
-}
-
-impl ScanSettings {
-    /// Flags over `scan:` over defaults, each checked.
-    pub fn resolve(
-        file: &FileConfig,
-        limits: &ScanLimitArgs,
-        interval: Option<Duration>,
-        max_series: Option<usize>,
-    ) -> anyhow::Result<Self> {
-        let d = Limits::default();
-        let concurrency = limits
-            .scan_registry_concurrency
-            .or(file.scan.registry_concurrency)
-            .unwrap_or(d.concurrency);
-        let rate = limits
-            .scan_registry_rate
-            .or(file.scan.registry_rate)
-            .unwrap_or(d.rate);
-        if concurrency == 0 {
-            bail!("--scan-registry-concurrency (scan.registryConcurrency) must be at least 1");
-        }
-        if !(rate.is_finite() && rate > 0.0) {
-            bail!("--scan-registry-rate (scan.registryRate) must be a positive number of resolutions per second, not {rate}");
-        }
-        Ok(Self {
-            interval: interval
-                .or(file.scan.interval)
-                .unwrap_or(DEFAULT_SCAN_INTERVAL),
-            registry: Limits { concurrency, rate },
-            max_series: max_series
-                .or(file.scan.max_series)
-                .unwrap_or(DEFAULT_MAX_SERIES),
-        })
-    }
-}
 
 /// Everything `pullcheck scan` needs, resolved.
 #[derive(Debug)]
@@ -108,6 +59,9 @@ impl ScanConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::args::ScanLimitArgs;
+    use crate::config::resolved::DEFAULT_SCAN_INTERVAL;
+    use crate::engine::scan::Limits;
 
     #[test]
     fn flags_win_over_the_file_and_bad_limits_are_refused() {

@@ -622,6 +622,8 @@ mod tests {
                     platforms: Arc::new(ImagePlatforms {
                         is_index: false,
                         platforms: vec![Platform::new("linux", "amd64", None)],
+                        manifests: Vec::new(),
+                        size: None,
                     }),
                 });
             }
