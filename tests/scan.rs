@@ -498,3 +498,87 @@ async fn a_scan_finds_a_password_changed_at_the_registry() {
         "names the secret it tried: {l}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_pods_whose_image_pulls_for_pullcheck_are_explained_by_the_node() {
+    let (api, reg) = cluster_and_registry().await;
+    let web = format!("{}/team/web:1", reg.host());
+    let registry_host = reg.host();
+    // The node could not resolve the registry; pullcheck reaches it.
+    let dns = format!("failed to pull and unpack image \"{web}\": failed to resolve reference \"{web}\": failed to do request: Head \"https://{registry_host}/v2/team/web/manifests/1\": dial tcp: lookup {registry_host}: no such host");
+    api.put_object(pod(
+        "dns-0",
+        &web,
+        Some("regcred"),
+        json!([]),
+        Some(("ErrImagePull", &dns)),
+    ));
+    // A node under DiskPressure.
+    let mut disk = pod("disk-0", &web, Some("regcred"), json!([]), Some(("ErrImagePull", "failed to pull and unpack image: failed to extract layer: write /var/lib/containerd/tmp: no space left on device")));
+    disk["spec"]["nodeName"] = json!("n2");
+    api.put_object(disk);
+    api.set_disk_pressure("n2", true);
+    // The tag was missing when the kubelet tried; it is there now.
+    let gone = format!("Back-off pulling image \"{web}\": ErrImagePull: failed to pull and unpack image \"{web}\": failed to resolve reference \"{web}\": {web}: not found");
+    api.put_object(pod(
+        "fixed-0",
+        &web,
+        Some("regcred"),
+        json!([]),
+        Some(("ImagePullBackOff", &gone)),
+    ));
+
+    let (out, lines) = scan(&api, &reg, &[]);
+    assert_eq!(out.status.code(), Some(1), "Pods stuck pulling: {lines:#?}");
+    let by_pod = |p: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == "stuck" && l["pod"] == p)
+            .unwrap_or_else(|| panic!("no line for {p}: {lines:#?}"))
+    };
+    let d = by_pod("dns-0");
+    assert_eq!(
+        (
+            d["verdict"].as_str(),
+            d["agreement"].as_str(),
+            d["kubelet_cause"].as_str()
+        ),
+        (Some("ok"), Some("node_only"), Some("dns")),
+        "{d}"
+    );
+    assert!(
+        d["meaning"]
+            .as_str()
+            .unwrap()
+            .contains("a network path only nodes have"),
+        "{d}"
+    );
+    assert_eq!(d["kubelet_message"], dns.as_str());
+    let k = by_pod("disk-0");
+    assert_eq!(
+        (k["verdict"].as_str(), k["agreement"].as_str()),
+        (Some("ok"), Some("disk_pressure")),
+        "{k}"
+    );
+    assert!(
+        k["meaning"]
+            .as_str()
+            .unwrap()
+            .contains("node n2 has DiskPressure"),
+        "{k}"
+    );
+    let f = by_pod("fixed-0");
+    assert_eq!(
+        (
+            f["verdict"].as_str(),
+            f["agreement"].as_str(),
+            f["kubelet_source"].as_str()
+        ),
+        (Some("ok"), Some("fixed_since"), Some("status")),
+        "{f}"
+    );
+    assert!(
+        f["meaning"].as_str().unwrap().contains("delete the Pod"),
+        "{f}"
+    );
+}
