@@ -52,6 +52,7 @@ async fn serve(bad: &Double, config: &str) -> Server {
         args: Vec::new(),
         identity: None,
         certificates: None,
+        env: Vec::new(),
     })
     .await
 }
