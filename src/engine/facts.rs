@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use super::advice::{AnonymousLimit, FactSources, ImageFacts, ImageSize, TagMove};
 use crate::kubelet::credentials::Credential;
-use crate::kubelet::platform::{self, Platform};
+use crate::kubelet::platform::Platform;
+use crate::kubelet::platform_match;
 use crate::kubelet::reference::ImageRef;
 use crate::registry::cache::{CachedRegistry, Moved};
 use crate::registry::names::TrackedHosts;
@@ -123,7 +124,7 @@ async fn size_of(
     }
     let mut picks: Vec<usize> = wanted
         .iter()
-        .filter_map(|w| platform::best_match(w, &p.platforms))
+        .filter_map(|w| platform_match::best_match(w, &p.platforms))
         .collect();
     picks.sort_unstable();
     picks.dedup();

@@ -14,7 +14,8 @@ use super::explain::{finding_for, Context};
 use super::facts::{Found, Gatherer};
 use super::finding::{Finding, FindingClass};
 use crate::kubelet::credentials::{Keyring, MatchedCredential};
-use crate::kubelet::platform::{self, Platform};
+use crate::kubelet::platform::Platform;
+use crate::kubelet::platform_match;
 use crate::kubelet::reference::ImageRef;
 use crate::registry::cache::{CachedRegistry, Stale};
 use crate::registry::ratelimit::Budgets;
@@ -467,7 +468,7 @@ impl Checker {
             return;
         }
         let available = &resolved.platforms.platforms;
-        let satisfied = platform::satisfied(wanted, available);
+        let satisfied = platform_match::satisfied(wanted, available);
         out.missing_platforms = wanted
             .iter()
             .filter(|w| !satisfied.contains(w))

@@ -101,7 +101,6 @@ fn classify(media_type: &str) -> MediaClass {
 }
 
 /// Our platform from `oci-client`'s: `None` unless both os and architecture are non-empty.
-/// `os.features` is not kept (containerd's matcher ignores it).
 fn platform_of(p: &oci_client::manifest::Platform) -> Option<Platform> {
     let os = p.os.to_string();
     let architecture = p.architecture.to_string();
@@ -113,6 +112,7 @@ fn platform_of(p: &oci_client::manifest::Platform) -> Option<Platform> {
         architecture,
         variant: p.variant.clone().filter(|s| !s.is_empty()),
         os_version: p.os_version.clone().filter(|s| !s.is_empty()),
+        os_features: p.os_features.clone().unwrap_or_default(),
     })
 }
 
@@ -128,7 +128,7 @@ struct ConfigPlatform {
     #[serde(default, rename = "os.version")]
     os_version: Option<String>,
     #[serde(default, rename = "os.features")]
-    _os_features: Option<Vec<String>>,
+    os_features: Option<Vec<String>>,
 }
 
 /// Classifies a manifest body. The `Content-Type` header (parameters such as
@@ -366,6 +366,7 @@ pub fn platform_from_config(body: &[u8]) -> Result<Platform, PlatformError> {
         architecture,
         variant: raw.variant.filter(|s| !s.is_empty()),
         os_version: raw.os_version.filter(|s| !s.is_empty()),
+        os_features: raw.os_features.unwrap_or_default(),
     })
 }
 
@@ -809,7 +810,12 @@ mod tests {
         else {
             panic!("expected an index");
         };
-        assert_eq!(platforms, [Platform::parse("linux/amd64").unwrap()]);
+        // os.features are kept: containerd's matcher reads them (platforms rc.4).
+        let featured = Platform {
+            os_features: vec!["win32k".into()],
+            ..Platform::parse("linux/amd64").unwrap()
+        };
+        assert_eq!(platforms, [featured]);
         assert_eq!(manifests, [""]);
     }
 

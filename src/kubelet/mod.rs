@@ -10,6 +10,7 @@
 pub mod credentials;
 pub mod manifest;
 pub mod platform;
+pub mod platform_match;
 pub mod pull_failure;
 pub mod reference;
 pub mod workload;

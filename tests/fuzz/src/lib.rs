@@ -16,7 +16,8 @@ use pullcheck::kubelet::credentials::{
     SECRET_TYPE_DOCKER_CONFIG_JSON,
 };
 use pullcheck::kubelet::manifest;
-use pullcheck::kubelet::platform::{self, Platform};
+use pullcheck::kubelet::platform::Platform;
+use pullcheck::kubelet::platform_match as platform;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::kubelet::workload::{
     self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind,
