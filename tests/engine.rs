@@ -538,3 +538,31 @@ async fn deleted_tag_is_seen_after_the_negative_ttl() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_ok(&check(&c, &image, &Keyring::new()).await);
 }
+
+/// A registry serving the certificate Docker's documentation makes (`openssl req -x509`:
+/// self-signed, CA:TRUE), given as its CA: trusted, as containerd and CRI-O (Go) trust it.
+/// Not given: a finding that says what the certificate is and how to configure it.
+#[tokio::test]
+async fn a_self_signed_ca_true_certificate_given_as_the_registry_ca_is_trusted() {
+    let reg = TestRegistry::start_openssl_self_signed().await;
+    let digest = reg.push_image("team/app", Some("v1"), "linux/amd64").await;
+    let image = format!("{}/team/app:v1", reg.host());
+    let none = Keyring::new();
+
+    let c = checker(&reg).await;
+    let r = check(&c, &image, &none).await;
+    assert_ok(&r);
+    assert_eq!(r.resolved.unwrap().digest, digest);
+
+    let bare = support::engine::checker(RegistryConfig::default(), CacheConfig::default()).await;
+    let r = check(&bare, &image, &none).await;
+    assert_class(&r, FindingClass::Unavailable);
+    let message = r.finding.unwrap().message;
+    assert!(
+        message.contains(&format!(
+            "TLS with {host} failed: its certificate is self-signed (CN=pullcheck self-signed registry) and not trusted: trust it with --registry-ca {host}=FILE",
+            host = reg.host()
+        )),
+        "{message}"
+    );
+}

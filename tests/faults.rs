@@ -291,7 +291,10 @@ async fn registry_with_a_certificate_from_an_unknown_ca() {
         plain_http: Vec::new(),
         timeout: Duration::from_secs(3),
         class: "unavailable",
-        expect: vec![format!("TLS with {} failed", bad.host())],
+        expect: vec![format!(
+            "TLS with {host} failed: its certificate is issued by CN=pullcheck test CA, which is not trusted: trust that CA with --registry-ca {host}=FILE",
+            host = bad.host()
+        )],
         image,
     })
     .await;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
@@ -199,15 +199,6 @@ fn build_client(
     cas: &[Vec<u8>],
     pooled: bool,
 ) -> anyhow::Result<reqwest::Client> {
-    let mut certs = Vec::new();
-    for pem in cas {
-        let parsed =
-            reqwest::Certificate::from_pem_bundle(pem).context("invalid CA certificate PEM")?;
-        if parsed.is_empty() {
-            bail!("CA file holds no PEM certificate");
-        }
-        certs.extend(parsed);
-    }
     reqwest::Client::builder()
         .user_agent(transport.user_agent.clone())
         .connect_timeout(transport.connect_timeout)
@@ -220,7 +211,8 @@ fn build_client(
         .dns_resolver(PolicyResolver {
             policy: Arc::clone(&transport.policy),
         })
-        .tls_certs_merge(certs)
+        // Trust as the nodes' runtimes (Go) give it: see `super::trust`.
+        .tls_backend_preconfigured(super::trust::client_config(cas)?)
         .build()
         .context("cannot build HTTP client")
 }
@@ -247,7 +239,11 @@ pub fn classify(err: &reqwest::Error, host: &str, transport: &TransportConfig) -
             };
         }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return unavailable(Unreachable::Tls, tls.to_string());
+            let detail = match super::trust::trust_problem(tls) {
+                Some(problem) => problem.describe(host),
+                None => tls.to_string(),
+            };
+            return unavailable(Unreachable::Tls, detail);
         }
         let mut next = e.source();
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -26,6 +26,7 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod tags;
 mod token;
+pub mod trust;
 
 use std::collections::HashMap;
 use std::sync::Arc;

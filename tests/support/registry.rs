@@ -82,6 +82,27 @@ fn write(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
+/// `openssl req -x509` as in Docker's "Deploy a registry server" documentation, writing
+/// `registry.crt` and `registry.key` into `dir`.
+fn openssl_req_x509(dir: &Path) {
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30"])
+        .args(["-subj", "/CN=pullcheck self-signed registry"])
+        .args(["-addext", "subjectAltName = IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("registry.key"))
+        .arg("-out")
+        .arg(dir.join("registry.crt"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("openssl not runnable ({e}): install Debian's openssl package"));
+    assert!(
+        out.status.success(),
+        "openssl req -x509 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).expect("string to JSON") // a JSON string is a valid YAML scalar
 }
@@ -144,6 +165,24 @@ fn spawn_line_reader(
 impl TestRegistry {
     /// Starts docker-registry on 127.0.0.1:<free port> and waits (≤ 10 s) until `/v2/` answers.
     pub async fn start(opts: RegistryOptions) -> TestRegistry {
+        Self::start_with(opts, false).await
+    }
+
+    /// A TLS registry without auth whose certificate is made the way Docker's registry
+    /// documentation shows (`openssl req -x509 …`: self-signed, `basicConstraints` CA:TRUE,
+    /// SAN IP:127.0.0.1); [`Self::ca_pem`] is that certificate.
+    pub async fn start_openssl_self_signed() -> TestRegistry {
+        Self::start_with(
+            RegistryOptions {
+                tls: true,
+                auth: Auth::None,
+            },
+            true,
+        )
+        .await
+    }
+
+    async fn start_with(opts: RegistryOptions, openssl_self_signed: bool) -> TestRegistry {
         let binary = find_binary();
         assert!(
             opts.tls || opts.auth == Auth::None,
@@ -163,7 +202,17 @@ impl TestRegistry {
         let mut ca_path = None;
         let mut token = None;
         let mut ca = None;
-        if opts.tls {
+        if openssl_self_signed {
+            openssl_req_x509(root);
+            let cert = std::fs::read_to_string(root.join("registry.crt")).expect("read certificate");
+            tls_yaml = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                yaml_str(&root.join("registry.crt").to_string_lossy()),
+                yaml_str(&root.join("registry.key").to_string_lossy()),
+            );
+            ca_path = Some(root.join("registry.crt"));
+            ca_pem = Some(cert);
+        } else if opts.tls {
             let test_ca = TestCa::new();
             let leaf = test_ca.server_leaf("pullcheck test registry");
             let path = root.join("ca.pem");
@@ -215,7 +264,11 @@ impl TestRegistry {
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30));
-        if let Some(pem) = &ca_pem {
+        if openssl_self_signed {
+            // rustls refuses a CA:TRUE server certificate; the harness's own client only
+            // talks to this loopback registry.
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        } else if let Some(pem) = &ca_pem {
             let cert = reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM");
             builder = builder.tls_certs_only([cert]);
         }
