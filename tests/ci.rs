@@ -780,3 +780,90 @@ fn a_20000_pod_list_streams_in_yaml_and_json() {
         eprintln!("{name}: {} bytes, {took:?}", text.len());
     }
 }
+
+/// `--image-credential-provider-config`: the kubelet's own file. An image its providers'
+/// `matchImages` match (the kubelet's globs: per-label `*`, equal ports, the path a string
+/// prefix) is pulled with node credentials, so the registry's "unauthorized" is a note, not
+/// a finding; an image no provider matches still is one. A file the kubelet refuses to start
+/// with stops `check` with the line that is wrong.
+// Multi-threaded: the token server runs on this runtime while `run` blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_provider_config_as_the_kubelet_reads_it() {
+    let reg = registry().await;
+    let host = reg.host();
+    let ca = format!("{host}={}", reg.ca_path().unwrap().display());
+    let image = format!("{host}/private/team/app:v1.2.3");
+    let dir = tempfile::tempdir().unwrap();
+    let config = |match_images: &str, extra: &str| {
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+             - name: corp-credential-provider\n  matchImages: [{match_images}]\n  \
+             defaultCacheDuration: 12h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n{extra}"
+        )
+    };
+    let check = |file: Option<&str>| {
+        let mut args = vec!["check", "--registry-ca", &ca, "--image", &image];
+        let path = dir.path().join("providers.yaml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+            args.extend(["--image-credential-provider-config", path.to_str().unwrap()]);
+        }
+        run(&args, None)
+    };
+
+    let without = check(None);
+    assert_eq!(without.status.code(), Some(1), "{}", stdout(&without));
+    assert!(stdout(&without).contains("requires authentication"));
+
+    // `127.0.0.*:PORT/private` matches: one label glob, the same port, a path prefix.
+    let glob = format!("\"127.0.0.*:{}/private\"", reg.port());
+    let with = check(Some(&config(&glob, "")));
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&with),
+        stderr(&with)
+    );
+    assert!(
+        stdout(&with).contains(&format!(
+            "nodes pull {host}/private/team/app with credential provider \"corp-credential-provider\" (matchImages \"127.0.0.*:{}/private\"); access was not verified",
+            reg.port()
+        )),
+        "{}",
+        stdout(&with)
+    );
+
+    // Another path, or no port: no match, still a finding.
+    for glob in [format!("\"{host}/public\""), "\"127.0.0.1\"".to_string()] {
+        let other = check(Some(&config(&glob, "")));
+        assert_eq!(other.status.code(), Some(1), "{glob}: {}", stdout(&other));
+    }
+
+    // KEP-4412: the plugin runs only for ServiceAccounts with the required annotation.
+    let tokens = "  tokenAttributes:\n    serviceAccountTokenAudience: corp\n    requireServiceAccount: true\n    requiredServiceAccountAnnotationKeys: [corp.example/role]\n    cacheType: ServiceAccount\n";
+    let sa = check(Some(&config(&glob, tokens)));
+    assert_eq!(sa.status.code(), Some(0), "{}", stdout(&sa));
+    assert!(
+        stdout(&sa).contains("when the Pod's ServiceAccount has the annotation corp.example/role"),
+        "{}",
+        stdout(&sa)
+    );
+
+    // What the kubelet refuses, pullcheck refuses: a typo (strict decoding), a bad value.
+    let typo = check(Some(&config(&glob, "  argz: [x]\n")));
+    assert_eq!(typo.status.code(), Some(2), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("line 8: unknown field `argz`"),
+        "{}",
+        stderr(&typo)
+    );
+    let negative = check(Some(&config(&glob, "").replace("12h", "-1h")));
+    assert_eq!(negative.status.code(), Some(2));
+    assert!(
+        stderr(&negative)
+            .contains("providers[0].defaultCacheDuration: must be greater than or equal to 0"),
+        "{}",
+        stderr(&negative)
+    );
+}

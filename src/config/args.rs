@@ -87,6 +87,14 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub node_credentials: Vec<String>,
+    /// The kubelet's CredentialProviderConfig (`--image-credential-provider-config` of the
+    /// nodes): images its providers' `matchImages` match are pulled with node credentials.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PULLCHECK_IMAGE_CREDENTIAL_PROVIDER_CONFIG"
+    )]
+    pub image_credential_provider_config: Option<PathBuf>,
     /// Only contact registry, token and redirect hosts matching these globs
     /// (`*.example.com`; no port, no trailing dot). Repeatable.
     #[arg(

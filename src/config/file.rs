@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub cluster: ClusterFile,
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryFile>,
+    /// The kubelet's CredentialProviderConfig (the flag of the same name wins).
+    pub image_credential_provider_config: Option<PathBuf>,
     #[serde(default)]
     pub allow_hosts: Vec<String>,
     #[serde(default)]

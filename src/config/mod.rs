@@ -9,6 +9,7 @@
 pub mod args;
 pub mod assemble;
 pub mod file;
+pub mod node;
 pub mod resolved;
 pub mod scan;
 pub mod yaml;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -224,6 +225,12 @@ pub(super) fn resolve_engine(
             );
         }
     }
+    if let (None, Some(path)) = (
+        &flags.registry.image_credential_provider_config,
+        &file.image_credential_provider_config,
+    ) {
+        registry.credential_providers = Arc::new(super::node::credential_providers(path)?);
+    }
     let in_file = |key: &str| {
         let path = flags.config.unwrap_or(Path::new("-"));
         format!("{key} in config {}", path.display())
@@ -355,6 +362,9 @@ impl RegistryArgs {
         }
         for host in &self.node_credentials {
             config.host_mut(host).node_credentials = true;
+        }
+        if let Some(path) = &self.image_credential_provider_config {
+            config.credential_providers = Arc::new(super::node::credential_providers(path)?);
         }
         for spec in &self.registry_ca {
             let (host, path) = match spec.split_once('=') {
@@ -649,6 +659,33 @@ mod tests {
     ) {
         let err = resolve(config, flags).unwrap_err();
         assert!(err.starts_with(want), "{err}");
+    }
+
+    #[test]
+    fn credential_providers_from_the_file_or_the_flag_which_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = |name: &str| {
+            let path = dir.path().join(format!("{name}.yaml"));
+            std::fs::write(
+                &path,
+                format!("apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: {name}\n  matchImages: [\"*.{name}.example\"]\n  defaultCacheDuration: 1h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n"),
+            )
+            .unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (in_file, in_flag) = (provider("file"), provider("flag"));
+        let names = |c: &ServeConfig| -> Vec<String> {
+            let p = &c.engine.registry.credential_providers.providers;
+            p.iter().map(|p| p.name.clone()).collect()
+        };
+        let yaml = format!("imageCredentialProviderConfig: {in_file}\n");
+        assert_eq!(names(&resolve(&yaml, &[]).unwrap()), ["file"]);
+        let flags = ["--image-credential-provider-config", in_flag.as_str()];
+        assert_eq!(names(&resolve(&yaml, &flags).unwrap()), ["flag"]);
+        let missing = resolve("imageCredentialProviderConfig: /nonexistent.yaml\n", &[]);
+        assert!(missing
+            .unwrap_err()
+            .starts_with("cannot read credential provider config /nonexistent.yaml"));
     }
 
     #[test]

@@ -442,15 +442,11 @@ impl Checker {
         let Some((err, stale)) = failures.into_iter().nth(pick) else {
             return Ok(None);
         };
-        if err.is_auth()
-            && matched.is_empty()
-            && self.config.host(reference.domain()).node_credentials
-        {
-            out.notes.push(format!(
-                "nodes pull from {} with their own credentials; access was not verified",
-                reference.domain()
-            ));
-            return Ok(None);
+        if err.is_auth() {
+            if let Some(note) = self.config.node_pull(reference, !matched.is_empty()) {
+                out.notes.push(note);
+                return Ok(None);
+            }
         }
         if let Some(s) = stale {
             out.stale_age = Some(s.age);

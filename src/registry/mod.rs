@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 
-use crate::kubelet::credentials::Credential;
+use crate::kubelet::credentials::{Credential, CredentialProviders};
 use crate::kubelet::manifest::{self, ManifestKind};
 use crate::kubelet::platform::Platform;
 use crate::kubelet::reference::ImageRef;
@@ -138,6 +138,8 @@ pub struct RegistryConfig {
     /// a platform manifest's size 1).
     pub platform_cache_entries: u64,
     pub user_agent: String,
+    /// The nodes' kubelet credential providers (`--image-credential-provider-config`).
+    pub credential_providers: Arc<CredentialProviders>,
 }
 
 impl Default for RegistryConfig {
@@ -155,6 +157,7 @@ impl Default for RegistryConfig {
             tracked_registries: names::DEFAULT_CAPACITY,
             platform_cache_entries: 50_000,
             user_agent: concat!("pullcheck/", env!("CARGO_PKG_VERSION")).to_string(),
+            credential_providers: Arc::default(),
         }
     }
 }
@@ -167,6 +170,35 @@ impl RegistryConfig {
 
     pub fn host_mut(&mut self, domain: &str) -> &mut HostSettings {
         self.hosts.entry(domain.to_string()).or_default()
+    }
+
+    /// Why the nodes may pull `image` with credentials of their own, so that the registry's
+    /// "unauthorized" to pullcheck is no finding (said as a note), or `None`:
+    /// - a kubelet credential provider whose `matchImages` match the image: the kubelet
+    ///   offers its credentials after any pull secrets' (it tries every matching credential);
+    /// - a registry marked `nodeCredentials`, when no pull secret matched.
+    pub fn node_pull(&self, image: &ImageRef, pull_secrets_matched: bool) -> Option<String> {
+        let name = image.name();
+        if let Some(m) = self.credential_providers.matching(&name) {
+            let mut note = format!(
+                "nodes pull {name} with credential provider {:?} (matchImages {:?})",
+                m.provider.name, m.glob
+            );
+            if !m.provider.required_annotations.is_empty() {
+                note.push_str(&format!(
+                    " when the Pod's ServiceAccount has the annotation {}",
+                    m.provider.required_annotations.join(", ")
+                ));
+            }
+            note.push_str("; access was not verified");
+            return Some(note);
+        }
+        (!pull_secrets_matched && self.host(image.domain()).node_credentials).then(|| {
+            format!(
+                "nodes pull from {} with their own credentials; access was not verified",
+                image.domain()
+            )
+        })
     }
 }
 

@@ -41,7 +41,10 @@ pub enum TrustProblem {
     Expired { not_after: String },
     #[error("its certificate is not valid before {not_before}")]
     NotYetValid { not_before: String },
-    #[error("its certificate is valid for {}, not {wanted}", names_or_none(valid_for))]
+    #[error(
+        "its certificate is valid for {}, not {wanted}",
+        names_or_none(valid_for)
+    )]
     WrongName {
         wanted: String,
         valid_for: Vec<String>,
@@ -314,9 +317,9 @@ fn wrong_name(cert: &X509Certificate<'_>, server_name: &ServerName<'_>) -> Trust
 /// A certificate time as an HTTP date (`Sun, 29 Nov 2026 12:00:00 GMT`).
 fn date(t: x509_parser::time::ASN1Time) -> String {
     match u64::try_from(t.timestamp()) {
-        Ok(secs) => httpdate::fmt_http_date(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-        ),
+        Ok(secs) => {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        }
         Err(_) => t.to_string(),
     }
 }
@@ -335,10 +338,9 @@ mod tests {
     /// A self-signed certificate for `names`, `CA:TRUE` when `ca`, valid from 2020 to
     /// `until_year`.
     fn self_signed(names: &[&str], ca: bool, until_year: i32, eku: bool) -> Made {
-        let mut params = CertificateParams::new(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, "registry.test");
@@ -388,7 +390,10 @@ mod tests {
         // webpki alone refuses it (CaUsedAsEndEntity), configured or not.
         let name = ServerName::try_from("localhost").unwrap();
         let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_780_272_000));
-        assert!(v.inner.verify_server_cert(&cert.der, &[], &name, &[], now).is_err());
+        assert!(v
+            .inner
+            .verify_server_cert(&cert.der, &[], &name, &[], now)
+            .is_err());
         assert_eq!(verify(&v, &cert, "127.0.0.1"), Ok(()));
         assert_eq!(verify(&verifier(&[&cert]), &cert, "localhost"), Ok(()));
     }

@@ -86,7 +86,9 @@ fn write(path: &Path, contents: &str) {
 /// `registry.crt` and `registry.key` into `dir`.
 fn openssl_req_x509(dir: &Path) {
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "30",
+        ])
         .args(["-subj", "/CN=pullcheck self-signed registry"])
         .args(["-addext", "subjectAltName = IP:127.0.0.1"])
         .arg("-keyout")
@@ -204,7 +206,8 @@ impl TestRegistry {
         let mut ca = None;
         if openssl_self_signed {
             openssl_req_x509(root);
-            let cert = std::fs::read_to_string(root.join("registry.crt")).expect("read certificate");
+            let cert =
+                std::fs::read_to_string(root.join("registry.crt")).expect("read certificate");
             tls_yaml = format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 yaml_str(&root.join("registry.crt").to_string_lossy()),
@@ -363,6 +366,11 @@ impl TestRegistry {
     /// "127.0.0.1:PORT"
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// "http" or "https"

@@ -282,6 +282,26 @@ fn normalize_key(loc: &str) -> Option<Vec<u8>> {
     Some(key)
 }
 
+/// Kubelet `URLsMatchStr(glob, target)`: both parsed as schemeless URLs, then same port,
+/// same number of host labels, each label a Go `filepath.Match`, the glob's path a raw
+/// string prefix of the target's. A glob or target that does not parse matches nothing
+/// (the kubelet logs the error and moves on).
+pub fn urls_match_str(glob: &str, target: &str) -> bool {
+    match (
+        ParsedUrl::parse(glob.as_bytes()),
+        ParsedUrl::parse(target.as_bytes()),
+    ) {
+        (Some(g), Some(t)) => ParsedUrl::matches(&g, &t),
+        _ => false,
+    }
+}
+
+/// Whether a credential provider's `matchImages` entry is valid for the kubelet
+/// (`ParseSchemelessURL` succeeds); the error is Go's words.
+pub fn valid_match_image(glob: &str) -> Result<(), &'static str> {
+    parse_schemeless_url(glob.as_bytes()).map(|_| ())
+}
+
 /// Kubelet `ParseSchemelessURL`: `url.Parse("https://" + s)` (the scheme is then unused).
 fn parse_schemeless_url(s: &[u8]) -> Result<go::Url, &'static str> {
     go::url_parse(&[b"https://".as_slice(), s].concat())

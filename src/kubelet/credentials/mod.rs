@@ -12,7 +12,10 @@
 //! * `keyring`: the kubelet's `BasicDockerKeyring` (`keyring.go`): how registry keys are
 //!   normalized, and which credentials are offered for an image, in which order. It emulates
 //!   the Go standard-library pieces that keyring relies on (`go`: `net/url.Parse`,
-//!   `net.SplitHostPort`, `path/filepath.Match`) byte for byte.
+//!   `net.SplitHostPort`, `path/filepath.Match`) byte for byte;
+//! * `provider`: the kubelet's `CredentialProviderConfig` (which images credential provider
+//!   plugins serve, KEP-4412's required ServiceAccount annotations), validated as the
+//!   kubelet validates it.
 //!
 //! It does not fetch secrets, talk to registries, or decide whether a pull would succeed.
 //! Depends on: [`crate::text`] and [`crate::kubelet::reference`] only.
@@ -23,6 +26,7 @@ mod docker_config;
 pub(crate) mod go;
 mod go_json;
 mod keyring;
+mod provider;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -36,7 +40,10 @@ pub use docker_config::{
     parse_docker_config_file, parse_dockercfg, parse_dockerconfigjson, parse_secret, DockerConfig,
     DockerConfigEntry, SecretError,
 };
-pub use keyring::{Keyring, MatchedCredential, DEFAULT_REGISTRY_KEY};
+pub use keyring::{urls_match_str, Keyring, MatchedCredential, DEFAULT_REGISTRY_KEY};
+pub use provider::{
+    CredentialProviderConfigFile, CredentialProviders, Provider, ProviderFile, ProviderMatch,
+};
 
 /// A username/password pair. `Debug` prints neither (only a fingerprint prefix); there is no
 /// `Display`. Cheap to clone (shared), its fingerprint computed once.
