@@ -867,3 +867,61 @@ async fn credential_provider_config_as_the_kubelet_reads_it() {
         stderr(&negative)
     );
 }
+
+/// `--node-runtime` (and `nodeRuntime` in the webhook's file): how the nodes pick a platform
+/// from an index follows their containerd. An arm64 node runs an arm/v7-only index on
+/// containerd 2.0 (`Only`: arm64 falls back to arm/v8…v5) and refuses it on 2.1+, whose
+/// CRI pulls through the transfer service with `OnlyStrict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_runtime_decides_platform_fallbacks() {
+    let reg = registry().await;
+    reg.push_index("public/tools/armv7", "v1", &["linux/arm/v7"], false)
+        .await;
+    let host = reg.host();
+    let ca = format!("{host}={}", reg.ca_path().unwrap().display());
+    let image = format!("{host}/public/tools/armv7:v1");
+    let base = [
+        "check",
+        "--registry-ca",
+        &ca,
+        "--platform",
+        "linux/arm64",
+        "--image",
+        &image,
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&args, None)
+    };
+
+    for lenient in [
+        vec![],
+        vec!["--node-runtime", "containerd://2.0.5"],
+        vec!["--node-runtime", "containerd://1.7.28-0ubuntu1"],
+    ] {
+        let out = with(&lenient);
+        assert_eq!(out.status.code(), Some(0), "{lenient:?}: {}", stdout(&out));
+    }
+    let strict = with(&["--node-runtime", "containerd://2.1.4"]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+    assert!(
+        stdout(&strict).contains("linux/arm/v7"),
+        "{}",
+        stdout(&strict)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "nodeRuntime: containerd://2.2.0\n").unwrap();
+    let from_file = with(&["--config", config.to_str().unwrap()]);
+    assert_eq!(from_file.status.code(), Some(1), "{}", stdout(&from_file));
+
+    let unknown = with(&["--node-runtime", "docker"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("expected auto, containerd, cri-o"),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -523,3 +523,63 @@ async fn answers_hold_until_their_cache_expires() {
         "expired"
     );
 }
+
+/// `--node-runtime auto`: the runtime the Nodes report (`status.nodeInfo`), listed in
+/// pages; the one they agree on decides how platforms are matched; Nodes that disagree, or
+/// no cluster, leave containerd of unknown version (the lenient matcher).
+#[tokio::test]
+async fn node_runtimes_from_the_nodes_decide_the_platform_matcher() {
+    use pullcheck::config::assemble::node_runtime;
+    use pullcheck::kubelet::platform::PlatformRules;
+    use pullcheck::kubelet::platform_match::PlatformMatcher;
+    use pullcheck::kubelet::runtime::{NodeRuntime, RuntimeChoice, Version};
+
+    let api = FakeApiServer::start().await;
+    for i in 0..150 {
+        api.put_node_with_runtime(
+            &format!("node-{i:03}"),
+            "linux",
+            "amd64",
+            "containerd://2.1.4",
+        );
+    }
+    let c = cluster(&api).await;
+    assert_eq!(
+        c.node_runtimes().await,
+        Some(vec!["containerd://2.1.4".to_string()])
+    );
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.target.starts_with("/api/v1/nodes?") && r.target.contains("continue=")),
+        "listed in pages"
+    );
+    let runtime = node_runtime(RuntimeChoice::Auto, &c).await;
+    assert_eq!(
+        runtime,
+        NodeRuntime::Containerd(Some(Version::new(2, 1, 4)))
+    );
+    assert_eq!(
+        runtime.platform_matcher(),
+        PlatformMatcher::strict(PlatformRules::Rc1)
+    );
+    // A flag wins over the Nodes.
+    let fixed = RuntimeChoice::parse("containerd://1.7.28").unwrap();
+    assert_eq!(
+        node_runtime(fixed, &c).await.platform_matcher(),
+        PlatformMatcher::only(PlatformRules::V0_2)
+    );
+
+    api.put_node_with_runtime("node-crio", "linux", "amd64", "cri-o://1.34.1");
+    let mixed = node_runtime(RuntimeChoice::Auto, &c).await;
+    assert_eq!(mixed, NodeRuntime::Containerd(None));
+    assert_eq!(mixed.platform_matcher(), PlatformMatcher::DEFAULT);
+
+    let none = pullcheck::cluster::NoCluster {
+        reason: "test".into(),
+    };
+    assert_eq!(
+        node_runtime(RuntimeChoice::Auto, &none).await,
+        NodeRuntime::Containerd(None)
+    );
+}

@@ -4,14 +4,14 @@
 //! watch of [`super::nodes`]. Errors name the resource and quote only what the API server
 //! said, never a Secret's contents.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Node, Secret, ServiceAccount};
 use kube::api::{Api, ListParams};
 use moka::future::Cache;
 
@@ -139,6 +139,9 @@ impl<K, T> moka::Expiry<K, Fetched<T>> for FetchedExpiry {
 }
 
 /// Runs `fut` (a request about `what`) within `timeout`, mapping errors.
+/// Nodes per page when listing them in full (for their runtime).
+const NODE_PAGE: u32 = 100;
+
 pub(super) async fn timed<T>(
     what: &str,
     timeout: Duration,
@@ -430,6 +433,33 @@ impl Cluster for KubeCluster {
             earliest(hit.expires);
         }
         until
+    }
+
+    async fn node_runtimes(&self) -> Option<Vec<String>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut seen = BTreeSet::new();
+        let mut params = ListParams::default().limit(NODE_PAGE);
+        loop {
+            let page = match timed("Nodes", self.request_timeout, api.list(&params)).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e.detail(), "cannot list Nodes for their container runtime");
+                    return None;
+                }
+            };
+            for node in &page.items {
+                let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+                // A cluster of distinct runtimes is as undecided with 16 as with more.
+                if let (Some(info), true) = (info, seen.len() < 16) {
+                    seen.insert(clip(&info.container_runtime_version, 128).into_owned());
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        Some(seen.into_iter().collect())
     }
 
     fn node_platforms(&self) -> Option<Vec<Platform>> {

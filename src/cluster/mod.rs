@@ -256,6 +256,13 @@ pub trait Cluster: Send + Sync {
     /// Whether the cluster is reachable at all (false for the "no cluster" implementation).
     fn available(&self) -> bool;
 
+    /// The distinct `status.nodeInfo.containerRuntimeVersion`s of the cluster's Nodes
+    /// (`containerd://2.1.4`), read when asked (`--node-runtime auto`, once at start);
+    /// `None` without a cluster or when the Nodes cannot be listed. The default has none.
+    async fn node_runtimes(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Until when [`Cluster::service_account_pull_secrets`] and [`Cluster::secret`] keep
     /// giving the answers the caller got from them: the earliest expiry of those cached
     /// answers, provided each is still the one the caller read (`service_account`: its name

@@ -10,6 +10,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{AdviceAction, AdviceClass, Mode, OwnedPods};
+use crate::kubelet::runtime::RuntimeChoice;
 use crate::registry::ratelimit::LowBudget;
 use crate::text::{parse_bytes, parse_duration, parse_rate};
 
@@ -95,6 +96,16 @@ pub struct RegistryArgs {
         env = "PULLCHECK_IMAGE_CREDENTIAL_PROVIDER_CONFIG"
     )]
     pub image_credential_provider_config: Option<PathBuf>,
+    /// The nodes' container runtime, whose version decides how a platform is picked from
+    /// an image index: `auto` (the cluster's Nodes), `containerd`, `cri-o`, or with the
+    /// version Nodes report (`containerd://2.1.4`).
+    #[arg(
+        long,
+        value_name = "RUNTIME",
+        env = "PULLCHECK_NODE_RUNTIME",
+        value_parser = RuntimeChoice::parse
+    )]
+    pub node_runtime: Option<RuntimeChoice>,
     /// Only contact registry, token and redirect hosts matching these globs
     /// (`*.example.com`; no port, no trailing dot). Repeatable.
     #[arg(

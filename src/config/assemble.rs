@@ -14,12 +14,14 @@ use crate::cluster::{Cluster, KubeCluster, NoCluster};
 use crate::engine::advice::{FactSources, TagHistory};
 use crate::engine::{AdviceAction, AdviceClass, Checker, Engine};
 use crate::kubelet::credentials::{self, Keyring};
+use crate::kubelet::platform_match::PlatformMatcher;
+use crate::kubelet::runtime::{agreed_runtime, NodeRuntime, RuntimeChoice};
 use crate::metrics::Metrics;
 use crate::registry::cache::{CacheConfig, CachedRegistry};
 use crate::registry::disk::DiskCache;
 use crate::registry::names::TrackedHosts;
 use crate::registry::ratelimit::Budgets;
-use crate::registry::{Distribution, Registry};
+use crate::registry::{Distribution, Registry, RegistryConfig};
 
 /// What the engine is wired to besides its configuration.
 pub struct Wiring {
@@ -76,6 +78,8 @@ pub struct Assembled {
     /// The cluster view of the discovered cluster (`scan`, the background scan); `None`
     /// without one, or with a given cluster.
     pub view: Option<KubeView>,
+    /// How the nodes pick platforms (from `--node-runtime`, or the Nodes with `auto`).
+    pub platform_matcher: PlatformMatcher,
 }
 
 impl Assembled {
@@ -90,7 +94,11 @@ impl Assembled {
         };
         let metrics = Arc::clone(&self.engine.metrics);
         let cached = CachedRegistry::new(registry, &cache, Arc::clone(&metrics));
-        let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()));
+        let registry_config = RegistryConfig {
+            platform_matcher: self.platform_matcher,
+            ..config.registry.clone()
+        };
+        let checker = Checker::new(Arc::new(cached), Arc::new(registry_config));
         Arc::new(Engine::new(
             Arc::new(checker),
             Arc::clone(&self.engine.cluster),
@@ -127,21 +135,28 @@ pub async fn engine(config: &EngineConfig, wiring: Wiring) -> anyhow::Result<Ass
         }
     };
     budgets.set_threshold(config.settings.advice.low_budget);
-    let sources = FactSources {
-        sizes: config.settings.actions.advice(AdviceClass::GiantImage) != AdviceAction::Off,
-        tags: wiring.tag_history,
-    };
     let cached = CachedRegistry::new(
         Arc::clone(&registry),
         &config.cache,
         Arc::clone(&wiring.metrics),
     );
-    let checker = Checker::new(Arc::new(cached), Arc::new(config.registry.clone()))
-        .with_advice(budgets, sources);
     let (cluster, cluster_status, view) = match wiring.cluster {
         ClusterWiring::Given(cluster) => (cluster, String::new(), None),
         ClusterWiring::Configured(c) => discover(&c).await,
     };
+    let runtime = node_runtime(config.node_runtime, cluster.as_ref()).await;
+    let platform_matcher = runtime.platform_matcher();
+    let registry_config = RegistryConfig {
+        platform_matcher,
+        ..config.registry.clone()
+    };
+    let sources = FactSources {
+        sizes: config.settings.actions.advice(AdviceClass::GiantImage) != AdviceAction::Off,
+        tags: wiring.tag_history,
+        matcher: platform_matcher,
+    };
+    let checker =
+        Checker::new(Arc::new(cached), Arc::new(registry_config)).with_advice(budgets, sources);
     let keyring = Arc::new(keyring);
     let engine = Engine::new(
         Arc::new(checker),
@@ -158,7 +173,37 @@ pub async fn engine(config: &EngineConfig, wiring: Wiring) -> anyhow::Result<Ass
         cluster_status,
         registry,
         view,
+        platform_matcher,
     })
+}
+
+/// The nodes' runtime: the one `--node-runtime` names or, with `auto`, the one the
+/// cluster's Nodes agree on (read once, here); containerd of unknown version otherwise
+/// (no cluster, Nodes that disagree or cannot be listed), whose platform matcher is the
+/// lenient one.
+pub async fn node_runtime(choice: RuntimeChoice, cluster: &dyn Cluster) -> NodeRuntime {
+    let runtime = match choice {
+        RuntimeChoice::Fixed(runtime) => runtime,
+        RuntimeChoice::Auto if !cluster.available() => NodeRuntime::Containerd(None),
+        RuntimeChoice::Auto => match cluster.node_runtimes().await {
+            None => NodeRuntime::Containerd(None),
+            Some(reported) => match agreed_runtime(reported.iter().map(String::as_str)) {
+                Ok(runtime) => runtime,
+                Err(why) => {
+                    tracing::warn!(%why, "node runtime not known from the Nodes: containerd of unknown version assumed (--node-runtime sets it)");
+                    NodeRuntime::Containerd(None)
+                }
+            },
+        },
+    };
+    let matcher = runtime.platform_matcher();
+    tracing::info!(
+        %runtime,
+        choice = %choice,
+        platforms = if matcher.strict { "OnlyStrict" } else { "Only" },
+        "node runtime"
+    );
+    runtime
 }
 
 /// The cluster kubectl would find, or none (`--no-cluster`, or none reachable: served

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::yaml::{yaml_message, yaml_options};
 use crate::engine::{Action, AdviceAction, AdviceClass, FindingClass, Mode, OwnedPods};
+use crate::kubelet::runtime::RuntimeChoice;
 use crate::registry::ratelimit::LowBudget;
 use crate::text::{parse_bytes, parse_duration, parse_rate};
 
@@ -39,6 +40,9 @@ pub struct FileConfig {
     pub registries: BTreeMap<String, RegistryFile>,
     /// The kubelet's CredentialProviderConfig (the flag of the same name wins).
     pub image_credential_provider_config: Option<PathBuf>,
+    /// `auto`, `containerd`, `cri-o`, or one with its version (`containerd://2.1.4`).
+    #[serde(default, deserialize_with = "opt_runtime")]
+    pub node_runtime: Option<RuntimeChoice>,
     #[serde(default)]
     pub allow_hosts: Vec<String>,
     #[serde(default)]
@@ -195,6 +199,12 @@ pub struct RegistryFile {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub node_credentials: bool,
+}
+
+fn opt_runtime<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RuntimeChoice>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| RuntimeChoice::parse(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

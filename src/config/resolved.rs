@@ -15,6 +15,7 @@ use crate::engine::scan::metrics::DEFAULT_MAX_SERIES;
 use crate::engine::scan::Limits as ScanLimits;
 use crate::engine::{Action, Actions, AdviceSettings, FindingClass, Mode, OwnedPods, Settings};
 use crate::kubelet::platform::Platform;
+use crate::kubelet::runtime::RuntimeChoice;
 use crate::registry::cache::CacheConfig;
 use crate::registry::hosts::validate_globs;
 use crate::registry::http::HostPolicy;
@@ -31,6 +32,9 @@ pub struct EngineConfig {
     pub docker_config: Option<PathBuf>,
     /// `check --cache-dir`: good results kept on disk between runs, reused this long.
     pub disk_cache: Option<(PathBuf, Duration)>,
+    /// `--node-runtime`: which runtime the nodes run (resolved at assembly, see
+    /// [`super::assemble::engine`]).
+    pub node_runtime: RuntimeChoice,
 }
 
 /// Where `serve` reads Secrets, ServiceAccounts and Nodes.
@@ -273,6 +277,11 @@ pub(super) fn resolve_engine(
         cache,
         docker_config: flags.registry.docker_config.clone(),
         disk_cache: None,
+        node_runtime: flags
+            .registry
+            .node_runtime
+            .or(file.node_runtime)
+            .unwrap_or_default(),
     })
 }
 

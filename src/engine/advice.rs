@@ -250,6 +250,8 @@ pub struct FactSources {
     pub sizes: bool,
     /// The cluster view's record of tags at admission, when there is one.
     pub tags: Option<Arc<dyn TagHistory>>,
+    /// How the nodes pick a platform from an index (whose entry's size counts).
+    pub matcher: crate::kubelet::platform_match::PlatformMatcher,
 }
 
 impl std::fmt::Debug for FactSources {

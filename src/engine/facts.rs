@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::advice::{AnonymousLimit, FactSources, ImageFacts, ImageSize, TagMove};
 use crate::kubelet::credentials::Credential;
 use crate::kubelet::platform::Platform;
-use crate::kubelet::platform_match;
+use crate::kubelet::platform_match::PlatformMatcher;
 use crate::kubelet::reference::ImageRef;
 use crate::registry::cache::{CachedRegistry, Moved};
 use crate::registry::names::TrackedHosts;
@@ -95,6 +95,7 @@ impl Gatherer {
             credential,
             &found.resolved,
             wanted,
+            &self.sources.matcher,
             deadline,
         )
         .await;
@@ -112,6 +113,7 @@ async fn size_of(
     credential: Option<&Credential>,
     resolved: &Resolved,
     wanted: &[Platform],
+    matcher: &PlatformMatcher,
     deadline: Instant,
 ) -> (Option<ImageSize>, Option<std::time::Instant>) {
     let p = &resolved.platforms;
@@ -124,7 +126,7 @@ async fn size_of(
     }
     let mut picks: Vec<usize> = wanted
         .iter()
-        .filter_map(|w| platform_match::best_match(w, &p.platforms))
+        .filter_map(|w| matcher.best_match(w, &p.platforms))
         .collect();
     picks.sort_unstable();
     picks.dedup();

@@ -15,7 +15,6 @@ use super::facts::{Found, Gatherer};
 use super::finding::{Finding, FindingClass};
 use crate::kubelet::credentials::{Keyring, MatchedCredential};
 use crate::kubelet::platform::Platform;
-use crate::kubelet::platform_match;
 use crate::kubelet::reference::ImageRef;
 use crate::registry::cache::{CachedRegistry, Stale};
 use crate::registry::ratelimit::Budgets;
@@ -464,7 +463,7 @@ impl Checker {
             return;
         }
         let available = &resolved.platforms.platforms;
-        let satisfied = platform_match::satisfied(wanted, available);
+        let satisfied = self.config.platform_matcher.satisfied(wanted, available);
         out.missing_platforms = wanted
             .iter()
             .filter(|w| !satisfied.contains(w))

@@ -13,6 +13,7 @@ pub mod platform;
 pub mod platform_match;
 pub mod pull_failure;
 pub mod reference;
+pub mod runtime;
 pub mod workload;
 
 pub use platform::Platform;

@@ -3,7 +3,7 @@
 //! runs v6 and v5) or `platforms.OnlyStrict` (the node's platform only), Windows
 //! `os.version` compatibility and OS features — each as the containerd/platforms release of
 //! a containerd version has it ([`PlatformRules`]). Which one a node uses follows from its
-//! runtime (`kubelet::node::runtime`).
+//! runtime ([`super::runtime`]).
 //!
 //! Matching is arithmetic where containerd enumerates (`amd64/v9223372036854775807` costs
 //! nothing here), so no input makes it slow; nothing panics on any input.
@@ -383,21 +383,6 @@ impl WindowsVersion {
     }
 }
 
-/// [`PlatformMatcher::DEFAULT`]`.matches`.
-pub fn matches(wanted: &Platform, available: &Platform) -> bool {
-    PlatformMatcher::DEFAULT.matches(wanted, available)
-}
-
-/// [`PlatformMatcher::DEFAULT`]`.best_match`.
-pub fn best_match(wanted: &Platform, available: &[Platform]) -> Option<usize> {
-    PlatformMatcher::DEFAULT.best_match(wanted, available)
-}
-
-/// [`PlatformMatcher::DEFAULT`]`.satisfied`.
-pub fn satisfied<'a>(wanted: &'a [Platform], available: &[Platform]) -> Vec<&'a Platform> {
-    PlatformMatcher::DEFAULT.satisfied(wanted, available)
-}
-
 /// `v` followed by the canonical decimal `k` with `lo <= k <= hi`.
 fn in_v_range(variant: &str, lo: i64, hi: i64) -> bool {
     variant
@@ -653,12 +638,15 @@ mod tests {
     }
 
     #[test]
-    fn the_free_functions_are_the_default_matcher() {
+    fn the_default_matcher_is_the_lenient_one() {
         let (arm64, arm) = (parse("linux/arm64"), parse("linux/arm/v7"));
-        assert!(matches(&arm64, &arm));
+        assert!(PlatformMatcher::DEFAULT.matches(&arm64, &arm));
         assert!(!PlatformMatcher::strict(PlatformRules::Rc4).matches(&arm64, &arm));
         let wanted = [arm64.clone(), parse("linux/amd64")];
-        assert_eq!(satisfied(&wanted, &[arm]), vec![&wanted[0]]);
+        assert_eq!(
+            PlatformMatcher::DEFAULT.satisfied(&wanted, &[arm]),
+            vec![&wanted[0]]
+        );
     }
 
     #[test]
@@ -671,25 +659,31 @@ mod tests {
             p("linux/amd64"),
         ];
         assert_eq!(
-            best_match(&p("linux/arm64"), &available),
+            PlatformMatcher::DEFAULT.best_match(&p("linux/arm64"), &available),
             Some(1),
             "arm/v7 before arm/v6"
         );
         assert_eq!(
-            best_match(&p("linux/amd64"), &available),
+            PlatformMatcher::DEFAULT.best_match(&p("linux/amd64"), &available),
             Some(3),
             "exact before 386"
         );
-        assert_eq!(best_match(&p("linux/amd64/v3"), &available), Some(3));
         assert_eq!(
-            best_match(&p("linux/amd64/v3"), &available[..3]),
+            PlatformMatcher::DEFAULT.best_match(&p("linux/amd64/v3"), &available),
+            Some(3)
+        );
+        assert_eq!(
+            PlatformMatcher::DEFAULT.best_match(&p("linux/amd64/v3"), &available[..3]),
             Some(2),
             "386 last"
         );
-        assert_eq!(best_match(&p("windows/amd64"), &available), None);
+        assert_eq!(
+            PlatformMatcher::DEFAULT.best_match(&p("windows/amd64"), &available),
+            None
+        );
         let twice = [p("linux/amd64"), p("linux/amd64")];
         assert_eq!(
-            best_match(&p("linux/amd64"), &twice),
+            PlatformMatcher::DEFAULT.best_match(&p("linux/amd64"), &twice),
             Some(0),
             "document order"
         );
@@ -699,13 +693,13 @@ mod tests {
             p("linux/arm64/v9"),
         ];
         assert_eq!(
-            best_match(&p("linux/arm64/v9.1"), &arm64),
+            PlatformMatcher::DEFAULT.best_match(&p("linux/arm64/v9.1"), &arm64),
             Some(2),
             "v9 before v8.x"
         );
         let amd64 = [p("linux/amd64"), p("linux/amd64/v2")];
         assert_eq!(
-            best_match(&p("linux/amd64/v3"), &amd64),
+            PlatformMatcher::DEFAULT.best_match(&p("linux/amd64/v3"), &amd64),
             Some(1),
             "v2 before v1"
         );

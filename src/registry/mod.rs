@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::kubelet::credentials::{Credential, CredentialProviders};
 use crate::kubelet::manifest::{self, ManifestKind};
 use crate::kubelet::platform::Platform;
+use crate::kubelet::platform_match::PlatformMatcher;
 use crate::kubelet::reference::ImageRef;
 use crate::metrics::Metrics;
 use client::{Head, RegistryClient, Shared, Tags, CONFIG_LIMIT};
@@ -140,6 +141,9 @@ pub struct RegistryConfig {
     pub user_agent: String,
     /// The nodes' kubelet credential providers (`--image-credential-provider-config`).
     pub credential_providers: Arc<CredentialProviders>,
+    /// How the nodes pick a platform from an image index (from their runtime and its
+    /// version, `--node-runtime`).
+    pub platform_matcher: PlatformMatcher,
 }
 
 impl Default for RegistryConfig {
@@ -158,6 +162,7 @@ impl Default for RegistryConfig {
             platform_cache_entries: 50_000,
             user_agent: concat!("pullcheck/", env!("CARGO_PKG_VERSION")).to_string(),
             credential_providers: Arc::default(),
+            platform_matcher: PlatformMatcher::DEFAULT,
         }
     }
 }

@@ -134,6 +134,8 @@ struct NodeRec {
     name: String,
     os: String,
     arch: String,
+    /// `status.nodeInfo.containerRuntimeVersion`.
+    runtime: String,
     uid: String,
     rv: u64,
     /// Condition `DiskPressure` is `True`.
@@ -319,6 +321,12 @@ current-context: fake
     /// A Node with labels kubernetes.io/os and kubernetes.io/arch (ADDED, or MODIFIED when
     /// it exists, to open watches).
     pub fn put_node(&self, name: &str, os: &str, arch: &str) {
+        self.put_node_with_runtime(name, os, arch, "containerd://2.0.0");
+    }
+
+    /// [`Self::put_node`] with the runtime the kubelet reports
+    /// (`status.nodeInfo.containerRuntimeVersion`, e.g. `cri-o://1.34.1`).
+    pub fn put_node_with_runtime(&self, name: &str, os: &str, arch: &str, runtime: &str) {
         let mut s = self.store();
         let rv = s.next_rv();
         let (kind, uid, disk_pressure) = match s.nodes.get(name) {
@@ -329,6 +337,7 @@ current-context: fake
             name: name.to_owned(),
             os: os.to_owned(),
             arch: arch.to_owned(),
+            runtime: runtime.to_owned(),
             uid,
             rv,
             disk_pressure,
@@ -568,7 +577,7 @@ fn node_json(node: &NodeRec) -> Value {
                 "bootID": node.uid,
                 "machineID": node.uid,
                 "systemUUID": node.uid,
-                "containerRuntimeVersion": "containerd://2.0.0",
+                "containerRuntimeVersion": node.runtime,
                 "kernelVersion": "6.1.0",
                 "kubeProxyVersion": GIT_VERSION,
                 "kubeletVersion": GIT_VERSION,

@@ -17,7 +17,8 @@ use pullcheck::kubelet::credentials::{
 };
 use pullcheck::kubelet::manifest;
 use pullcheck::kubelet::platform::Platform;
-use pullcheck::kubelet::platform_match as platform;
+use pullcheck::kubelet::platform::PlatformRules;
+use pullcheck::kubelet::platform_match::PlatformMatcher;
 use pullcheck::kubelet::reference::ImageRef;
 use pullcheck::kubelet::workload::{
     self, PlatformConstraint, PullChange, WorkloadError, WorkloadKind,
@@ -361,7 +362,10 @@ pub fn platform(data: &[u8]) {
     let normalized: Vec<Platform> = found.iter().map(Platform::normalize).collect();
     for (p, n) in found.iter().zip(&normalized) {
         assert_eq!(n.normalize(), *n, "normalize is not idempotent on {p:?}");
-        assert!(platform::matches(p, p), "{p:?} does not match itself");
+        assert!(
+            PlatformMatcher::DEFAULT.matches(p, p),
+            "{p:?} does not match itself"
+        );
         let _ = n.to_string();
     }
     // satisfied() is matches() over every pair.
@@ -371,12 +375,20 @@ pub fn platform(data: &[u8]) {
             .iter()
             .filter_map(|s| Platform::parse(s).ok()),
     );
-    let sat = platform::satisfied(&found, &available);
-    let naive: Vec<&Platform> = found
-        .iter()
-        .filter(|w| available.iter().any(|a| platform::matches(w, a)))
-        .collect();
-    assert_eq!(sat, naive, "satisfied disagrees with matches");
+    // Every node runtime's matcher (containerd 1.7's, 2.0's, 2.1's strict one, the default).
+    for matcher in [
+        PlatformMatcher::DEFAULT,
+        PlatformMatcher::only(PlatformRules::V0_2),
+        PlatformMatcher::only(PlatformRules::Rc0),
+        PlatformMatcher::strict(PlatformRules::Rc1),
+    ] {
+        let sat = matcher.satisfied(&found, &available);
+        let naive: Vec<&Platform> = found
+            .iter()
+            .filter(|w| available.iter().any(|a| matcher.matches(w, a)))
+            .collect();
+        assert_eq!(sat, naive, "{matcher:?}: satisfied disagrees with matches");
+    }
 }
 
 /// Platforms matched against whatever the input yields.
