@@ -186,3 +186,56 @@ fn client_ca_component_requires_client_certificates_and_probes_move_to_plain_htt
         assert_eq!(container_port(&container, "metrics"), metrics);
     }
 }
+
+/// components/node-runtime with the ConfigMap generated in the overlay, as its header
+/// shows: the kubelet's credential provider config mounted where the argument says, the
+/// generated (hashed) name referenced, `--node-runtime=auto`, and arguments `serve` accepts
+/// (the file's content too: it is the kubelet's own format, validated at start).
+#[test]
+fn node_runtime_component_mounts_the_kubelet_credential_provider_config() {
+    let providers = r#"{"apiVersion":"kubelet.config.k8s.io/v1","kind":"CredentialProviderConfig","providers":[{"name":"ecr-credential-provider","matchImages":["*.dkr.ecr.*.amazonaws.com"],"defaultCacheDuration":"12h","apiVersion":"credentialprovider.kubelet.k8s.io/v1"}]}"#;
+    let generator = format!(
+        "configMapGenerator:\n  - name: pullcheck-node-config\n    namespace: pullcheck\n    literals:\n      - 'credential-providers.yaml={providers}'\n"
+    );
+    let install = render_overlay(&["components/node-runtime"], &generator);
+    let container = install.container();
+    let args = container.args.clone().unwrap_or_default();
+    let argv = ["pullcheck", "serve"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    if let Err(e) = <pullcheck::config::Cli as clap::Parser>::try_parse_from(argv) {
+        panic!("serve refuses {args:?}: {e}");
+    }
+    assert!(
+        args.contains(&"--node-runtime=auto".to_string()),
+        "{args:?}"
+    );
+    let path = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--image-credential-provider-config="))
+        .expect("--image-credential-provider-config");
+    let files = mounted_files(&install);
+    let (kind, name, key) = files
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} not mounted: {files:?}"));
+    assert_eq!(
+        (*kind, key.as_str()),
+        ("ConfigMap", "credential-providers.yaml")
+    );
+    assert!(
+        name.starts_with("pullcheck-node-config-"),
+        "the generated name, whose hash rolls the Deployment: {name}"
+    );
+    let map = install
+        .all_of_kind("v1", "ConfigMap")
+        .into_iter()
+        .find(|m| m["metadata"]["name"] == name.as_str())
+        .expect("the generated ConfigMap");
+    let text = map["data"]["credential-providers.yaml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credential-providers.yaml");
+    std::fs::write(&file, text).unwrap();
+    let read = pullcheck::config::node::credential_providers(&file).unwrap();
+    assert_eq!(read.providers[0].name, "ecr-credential-provider");
+}
