@@ -233,30 +233,14 @@ impl Elector {
                 }
             }
         }
-        let current = match self.leases.get(&self.namespace, &self.name).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.leader = false;
-                return Err(e);
-            }
-        };
+        let current = self.leases.get(&self.namespace, &self.name).await;
+        let current = current.inspect_err(|_| self.leader = false)?;
         let Some(current) = current else {
-            let created = match self
+            let created = self
                 .leases
                 .create(&self.namespace, &self.name, &desired)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    self.leader = false;
-                    return Err(e);
-                }
-            };
-            self.leader = created.is_some();
-            if let Some(record) = created {
-                self.observe(record, now);
-            }
-            return Ok(self.leader);
+                .await;
+            return self.settle(created, now);
         };
         self.observe(current.clone(), now);
         let held_by_other = !current.spec.holder.is_empty() && current.spec.holder != self.identity;
@@ -279,15 +263,19 @@ impl Elector {
                 &desired,
             )
             .await;
-        let updated = match updated {
-            Ok(u) => u,
-            Err(e) => {
-                self.leader = false;
-                return Err(e);
-            }
-        };
-        self.leader = updated.is_some();
-        if let Some(record) = updated {
+        self.settle(updated, now)
+    }
+
+    /// Takes the answer to a create or an update: leader when the API server took the
+    /// write, follower when another candidate's came first (409), follower on an error.
+    fn settle(
+        &mut self,
+        written: Result<Option<LeaseRecord>, ClusterError>,
+        now: Instant,
+    ) -> Result<bool, ClusterError> {
+        let written = written.inspect_err(|_| self.leader = false)?;
+        self.leader = written.is_some();
+        if let Some(record) = written {
             self.observe(record, now);
         }
         Ok(self.leader)
