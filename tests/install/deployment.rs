@@ -256,6 +256,7 @@ fn the_config_file_uses_known_keys_and_agrees_with_the_default_mode() {
         "cache",
         "registries",
         "scan",
+        "advice",
     ]
     .into();
     for install in installs() {
